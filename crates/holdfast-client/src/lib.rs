@@ -1,0 +1,1 @@
+//! Typed async client for holdfast: follows the leader, retries with request ids

@@ -1,0 +1,138 @@
+//! The server's error type and the one function that turns any error into a
+//! `tonic::Status`, with the leader hint in metadata.
+
+use holdfast_types::{NodeId, NodeInfo, ValidationError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use tonic::{Code, Status};
+
+/// Metadata key carrying the leader's `host:port` on a NOT_LEADER answer.
+pub const LEADER_METADATA: &str = "holdfast-leader";
+/// Metadata key set to `true` when a write was refused before it was
+/// proposed, so the client knows it was definitely not applied.
+pub const NOT_PROPOSED_METADATA: &str = "holdfast-not-proposed";
+/// Metadata key carrying the current revision on a failed condition.
+pub const CURRENT_REVISION_METADATA: &str = "holdfast-current-revision";
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("not the leader")]
+    NotLeader { leader: Option<(NodeId, String)> },
+    #[error("condition failed: the record's current revision is {current}")]
+    Conflict { current: u64 },
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("refused by placement rule: {0}")]
+    Topology(String),
+    #[error("storage: {0}")]
+    Storage(#[from] holdfast_storage::StorageError),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServerError {
+    pub(crate) fn from_forward(f: &ForwardToLeader<NodeId, NodeInfo>) -> Self {
+        let leader = match (f.leader_id, &f.leader_node) {
+            (Some(id), Some(node)) => Some((id, node.addr.clone())),
+            _ => None,
+        };
+        ServerError::NotLeader { leader }
+    }
+
+    /// Whether a caller may retry the same request (with the same request id).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ServerError::NotLeader { .. } | ServerError::Raft(_) | ServerError::Timeout(_))
+    }
+}
+
+impl From<RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>> for ServerError {
+    fn from(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Self {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ServerError::from_forward(&f),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ServerError::InvalidArgument(c.to_string()),
+            RaftError::Fatal(f) => ServerError::Raft(f.to_string()),
+        }
+    }
+}
+
+impl From<RaftError<NodeId, CheckIsLeaderError<NodeId, NodeInfo>>> for ServerError {
+    fn from(e: RaftError<NodeId, CheckIsLeaderError<NodeId, NodeInfo>>) -> Self {
+        match e {
+            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => ServerError::from_forward(&f),
+            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => ServerError::Raft(q.to_string()),
+            RaftError::Fatal(f) => ServerError::Raft(f.to_string()),
+        }
+    }
+}
+
+fn insert(status: &mut Status, key: &'static str, value: &str) {
+    if let Ok(v) = value.parse() {
+        status.metadata_mut().insert(key, v);
+    }
+}
+
+/// The one mapping from server errors to gRPC statuses.
+pub fn to_status(err: ServerError) -> Status {
+    match &err {
+        ServerError::Invalid(_) | ServerError::InvalidArgument(_) | ServerError::Config(_) => {
+            Status::invalid_argument(err.to_string())
+        }
+        ServerError::NotLeader { leader } => {
+            let msg = match leader {
+                Some((id, addr)) => format!("not the leader; the leader is node {id} at {addr}"),
+                None => "not the leader, and no leader is known yet".to_string(),
+            };
+            let mut status = Status::unavailable(msg);
+            insert(&mut status, NOT_PROPOSED_METADATA, "true");
+            if let Some((_, addr)) = leader {
+                insert(&mut status, LEADER_METADATA, addr);
+            }
+            status
+        }
+        ServerError::Conflict { current } => {
+            let mut status = Status::aborted(err.to_string());
+            insert(&mut status, CURRENT_REVISION_METADATA, &current.to_string());
+            status
+        }
+        ServerError::NotFound(_) => Status::not_found(err.to_string()),
+        ServerError::Topology(_) => Status::failed_precondition(err.to_string()),
+        ServerError::Timeout(_) => Status::deadline_exceeded(err.to_string()),
+        ServerError::Raft(_) => Status::unavailable(err.to_string()),
+        ServerError::Storage(_) | ServerError::Io(_) => {
+            tracing::error!(error = %err, "request failed in storage");
+            Status::new(Code::Internal, err.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_leader_carries_hint_and_not_proposed() {
+        let s = to_status(ServerError::NotLeader { leader: Some((2, "127.0.0.1:7002".into())) });
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(s.metadata().get(LEADER_METADATA).and_then(|v| v.to_str().ok()), Some("127.0.0.1:7002"));
+        assert_eq!(s.metadata().get(NOT_PROPOSED_METADATA).and_then(|v| v.to_str().ok()), Some("true"));
+        let s = to_status(ServerError::Raft("quorum lost".into()));
+        assert!(s.metadata().get(NOT_PROPOSED_METADATA).is_none(), "an unknown outcome must not claim 'not proposed'");
+    }
+
+    #[test]
+    fn conflict_carries_current_revision() {
+        let s = to_status(ServerError::Conflict { current: 42 });
+        assert_eq!(s.code(), Code::Aborted);
+        assert_eq!(s.metadata().get(CURRENT_REVISION_METADATA).and_then(|v| v.to_str().ok()), Some("42"));
+    }
+}

@@ -1,0 +1,17 @@
+//! One holdfast node as a library: `Node::start(config, listener)` runs Raft
+//! over RocksDB and serves the registry, cluster and Raft gRPC services on
+//! one listener; `Node::shutdown` drains and stops it.
+
+mod bootstrap;
+mod cluster_service;
+pub mod config;
+pub mod error;
+mod network;
+mod node;
+mod raft_service;
+mod records;
+mod registry_service;
+
+pub use config::{ConfigError, NodeConfig, RaftTimings};
+pub use error::ServerError;
+pub use node::Node;

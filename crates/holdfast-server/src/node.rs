@@ -1,0 +1,176 @@
+//! Starting and stopping one node: storage, Raft, bootstrap, and the gRPC
+//! server on a listener the caller bound.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use holdfast_proto::v1::cluster_server::ClusterServer;
+use holdfast_proto::v1::raft_server::RaftServer;
+use holdfast_proto::v1::registry_server::RegistryServer;
+use holdfast_storage::{ReadView, Store};
+use holdfast_types::limits::GRPC_MESSAGE_BYTES_MAX;
+use holdfast_types::topology::check_voters;
+use holdfast_types::Raft;
+use openraft::SnapshotPolicy;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::bootstrap;
+use crate::cluster_service::ClusterService;
+use crate::config::NodeConfig;
+use crate::error::ServerError;
+use crate::network::Network;
+use crate::raft_service::RaftService;
+use crate::records::RecordCodec;
+use crate::registry_service::RegistryService;
+
+/// A running node. Dropping it does not stop it; call [`Node::shutdown`].
+pub struct Node {
+    config: NodeConfig,
+    raft: Raft,
+    view: ReadView,
+    local_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.config.id).field("addr", &self.local_addr).finish()
+    }
+}
+
+fn raft_config(config: &NodeConfig) -> Result<Arc<openraft::Config>, ServerError> {
+    let t = &config.raft;
+    let raft_config = openraft::Config {
+        cluster_name: "holdfast".into(),
+        heartbeat_interval: t.heartbeat_interval_ms,
+        election_timeout_min: t.election_timeout_min_ms,
+        election_timeout_max: t.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: t.logs_kept_after_snapshot,
+        install_snapshot_timeout: t.rpc_timeout_ms.max(10_000),
+        // Batches of entries per AppendEntries; bounded so one message stays
+        // well under the Raft message size limit with max-size values.
+        max_payload_entries: 256,
+        snapshot_max_chunk_size: 1024 * 1024,
+        ..Default::default()
+    };
+    Ok(Arc::new(raft_config.validate().map_err(|e| ServerError::InvalidArgument(e.to_string()))?))
+}
+
+impl Node {
+    /// Opens the node's storage, starts Raft and serves gRPC on `listener`.
+    /// A fresh cluster is initialised by the lowest-id initial member.
+    pub async fn start(config: NodeConfig, listener: TcpListener) -> Result<Node, ServerError> {
+        config.validate()?;
+        if !config.initial_members.is_empty() && !config.force_topology {
+            let voters: Vec<_> = config.initial_members.iter().map(|(id, n)| (*id, n.placement.clone())).collect();
+            check_voters(&voters).map_err(|e| ServerError::Topology(e.to_string()))?;
+        }
+        let dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))??;
+        let state_machine = store.state_machine().await?;
+        let view = state_machine.read_view();
+        let network = Network::new(config.peer_addr_overrides.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
+        let raft = Raft::new(config.id, raft_config(&config)?, network, store.log_store(), state_machine)
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+
+        let local_addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(&config, raft.clone(), view.clone(), listener, shutdown_rx.clone()).await?);
+
+        let mut background = Vec::new();
+        if !config.initial_members.is_empty() {
+            background.push(tokio::spawn(bootstrap::run(config.clone(), raft.clone(), shutdown_rx.clone())));
+        }
+        tracing::info!(id = config.id, addr = %local_addr, region = %config.placement.region, "node started");
+        Ok(Node { config, raft, view, local_addr, shutdown_tx, server, background })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.config.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn read_view(&self) -> &ReadView {
+        &self.view
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting requests, drains those in flight, stops Raft.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let _ = self.shutdown_tx.send(true);
+        for task in self.background {
+            task.abort();
+        }
+        let served = self.server.await;
+        self.raft.shutdown().await.map_err(|e| ServerError::Raft(e.to_string()))?;
+        match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ServerError::Raft(format!("grpc server: {e}"))),
+            Err(e) => Err(ServerError::Raft(format!("grpc server task: {e}"))),
+        }
+    }
+}
+
+/// Builds the gRPC server (registry, cluster, raft, health, reflection) and
+/// returns the future that serves until shutdown.
+async fn serve(
+    config: &NodeConfig,
+    raft: Raft,
+    view: ReadView,
+    listener: TcpListener,
+    mut shutdown_rx: watch::Receiver<bool>,
+) -> Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>, ServerError> {
+    let codec = RecordCodec::default();
+    let registry = RegistryService::new(raft.clone(), view.clone(), codec, config.unsafe_local_reads);
+    let cluster = ClusterService::new(config.id, config.node_info(), raft.clone(), view.clone());
+    let raft_rpc = RaftService::new(config.id, raft.clone());
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<RegistryServer<RegistryService>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(holdfast_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::InvalidArgument(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(holdfast_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServerError::InvalidArgument(e.to_string()))?;
+
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            RegistryServer::new(registry)
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+        )
+        .add_service(ClusterServer::new(cluster))
+        .add_service(
+            RaftServer::new(raft_rpc).max_decoding_message_size(64 * 1024 * 1024).max_encoding_message_size(64 * 1024 * 1024),
+        )
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let incoming = TcpListenerStream::new(listener);
+    Ok(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = shutdown_rx.wait_for(|stop| *stop).await;
+    }))
+}

@@ -1,0 +1,191 @@
+//! The client API: `holdfast.v1.Registry` — put, get, delete, history, scan.
+//!
+//! Writes are validated, turned into one Raft command and answered only after
+//! the entry is committed and applied. Linearizable reads confirm leadership
+//! with a quorum (ReadIndex) before reading the local state machine.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use holdfast_proto::v1 as pb;
+use holdfast_proto::v1::registry_server::Registry;
+use holdfast_storage::ReadView;
+use holdfast_types::record::{page_limit, validate_record_id, validate_request_id, validate_value};
+use holdfast_types::{Command, CommandResult, Raft, RecordVersion, RegistryName, Revision, WriteMeta};
+use tonic::{Request, Response, Status};
+
+use crate::error::{to_status, ServerError};
+use crate::records::RecordCodec;
+
+/// Serves the registry API of one node.
+pub struct RegistryService {
+    raft: Raft,
+    view: ReadView,
+    codec: RecordCodec,
+    unsafe_local_reads: bool,
+}
+
+impl RegistryService {
+    pub fn new(raft: Raft, view: ReadView, codec: RecordCodec, unsafe_local_reads: bool) -> Self {
+        Self { raft, view, codec, unsafe_local_reads }
+    }
+
+    /// Waits until this node may serve a read of the given consistency.
+    async fn read_barrier(&self, consistency: i32) -> Result<(), ServerError> {
+        if consistency == pb::Consistency::Stale as i32 || self.unsafe_local_reads {
+            return Ok(());
+        }
+        self.raft.ensure_linearizable().await?;
+        Ok(())
+    }
+
+    async fn write(&self, command: Command) -> Result<(Revision, bool), ServerError> {
+        let response = self.raft.client_write(command).await?;
+        let (result, duplicate) = match response.data {
+            CommandResult::Duplicate(first) => (*first, true),
+            other => (other, false),
+        };
+        match result {
+            CommandResult::Written { revision } => Ok((revision, duplicate)),
+            CommandResult::Conflict { current } => Err(ServerError::Conflict { current }),
+            CommandResult::NotFound => Err(ServerError::NotFound("no such record".into())),
+            CommandResult::None | CommandResult::Duplicate(_) => Err(ServerError::Raft("unexpected apply result".into())),
+        }
+    }
+
+    fn to_revision(&self, registry: &RegistryName, v: RecordVersion) -> Result<pb::RecordRevision, ServerError> {
+        let value = match &v.value {
+            Some(stored) => self.codec.open(registry, &[], stored)?.1,
+            None => Vec::new(),
+        };
+        Ok(pb::RecordRevision {
+            revision: v.revision,
+            deleted: v.value.is_none(),
+            value,
+            create_revision: v.create_revision,
+            commit_time_ms: v.commit_time_ms,
+            actor: v.actor,
+            reason: v.reason,
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Validates write options and builds the metadata stored with the revision.
+fn write_meta(options: Option<pb::WriteOptions>) -> Result<(WriteMeta, Option<Revision>), ServerError> {
+    let options = options.unwrap_or_default();
+    use holdfast_types::limits::{ACTOR_BYTES_MAX, REASON_BYTES_MAX};
+    use holdfast_types::ValidationError;
+    if options.actor.len() > ACTOR_BYTES_MAX {
+        return Err(ValidationError::ActorTooLong(options.actor.len()).into());
+    }
+    if options.reason.len() > REASON_BYTES_MAX {
+        return Err(ValidationError::ReasonTooLong(options.reason.len()).into());
+    }
+    // A client that sends no request id gets no retry protection, but the
+    // write is still recorded under a fresh id so history stays uniform.
+    let request_id = if options.request_id.is_empty() {
+        format!("server-{:032x}", rand::random::<u128>())
+    } else {
+        validate_request_id(&options.request_id)?;
+        options.request_id
+    };
+    let meta = WriteMeta { request_id, actor: options.actor, reason: options.reason, commit_time_ms: now_ms() };
+    Ok((meta, options.if_revision))
+}
+
+#[tonic::async_trait]
+impl Registry for RegistryService {
+    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let req = request.into_inner();
+        let run = async {
+            let registry = RegistryName::parse(&req.registry)?;
+            validate_record_id(&req.record_id)?;
+            validate_value(&req.value)?;
+            let (meta, if_revision) = write_meta(req.options)?;
+            let value = self.codec.seal(&registry, &req.record_id, &req.value)?;
+            let record = self.codec.storage_record(&registry, &req.record_id);
+            let (revision, duplicate) = self.write(Command::Put { registry, record, value, if_revision, meta }).await?;
+            Ok(pb::PutResponse { revision, duplicate })
+        };
+        run.await.map(Response::new).map_err(to_status)
+    }
+
+    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let req = request.into_inner();
+        let run = async {
+            let registry = RegistryName::parse(&req.registry)?;
+            validate_record_id(&req.record_id)?;
+            let (meta, if_revision) = write_meta(req.options)?;
+            let record = self.codec.storage_record(&registry, &req.record_id);
+            let (revision, duplicate) = self.write(Command::Delete { registry, record, if_revision, meta }).await?;
+            Ok(pb::DeleteResponse { revision, duplicate })
+        };
+        run.await.map(Response::new).map_err(to_status)
+    }
+
+    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let req = request.into_inner();
+        let run = async {
+            let registry = RegistryName::parse(&req.registry)?;
+            validate_record_id(&req.record_id)?;
+            self.read_barrier(req.consistency).await?;
+            let record = self.codec.storage_record(&registry, &req.record_id);
+            let at = (req.at_revision > 0).then_some(req.at_revision);
+            let (version, applied) = self.view.get(registry.clone(), record, at).await?;
+            match version {
+                Some(v) if at.is_some() || !v.is_tombstone() => {
+                    Ok(pb::GetResponse { record: Some(self.to_revision(&registry, v)?), applied_revision: applied })
+                }
+                _ => Err(ServerError::NotFound(format!("no record with that id in registry {registry}"))),
+            }
+        };
+        run.await.map(Response::new).map_err(to_status)
+    }
+
+    async fn history(&self, request: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryResponse>, Status> {
+        let req = request.into_inner();
+        let run = async {
+            let registry = RegistryName::parse(&req.registry)?;
+            validate_record_id(&req.record_id)?;
+            let limit = page_limit(req.limit)?;
+            self.read_barrier(req.consistency).await?;
+            let record = self.codec.storage_record(&registry, &req.record_id);
+            let page = self.view.history(registry.clone(), record, req.after_revision, limit).await?;
+            let revisions = page.versions.into_iter().map(|v| self.to_revision(&registry, v)).collect::<Result<_, _>>()?;
+            Ok(pb::HistoryResponse {
+                revisions,
+                next_after_revision: page.next_after.unwrap_or(0),
+                applied_revision: page.applied,
+            })
+        };
+        run.await.map(Response::new).map_err(to_status)
+    }
+
+    async fn scan(&self, request: Request<pb::ScanRequest>) -> Result<Response<pb::ScanResponse>, Status> {
+        let req = request.into_inner();
+        let run = async {
+            let registry = RegistryName::parse(&req.registry)?;
+            let limit = page_limit(req.limit)?;
+            self.read_barrier(req.consistency).await?;
+            let after = (!req.page_token.is_empty()).then_some(req.page_token);
+            let page = self.view.scan(registry.clone(), after, limit).await?;
+            let mut entries = Vec::with_capacity(page.entries.len());
+            for (stored_record, version) in page.entries {
+                let record_id = match &version.value {
+                    Some(stored) => self.codec.open(&registry, &stored_record, stored)?.0,
+                    None => stored_record,
+                };
+                entries.push(pb::ScanEntry { record_id, record: Some(self.to_revision(&registry, version)?) });
+            }
+            Ok(pb::ScanResponse {
+                entries,
+                next_page_token: page.next_after.unwrap_or_default(),
+                applied_revision: page.applied,
+            })
+        };
+        run.await.map(Response::new).map_err(to_status)
+    }
+}

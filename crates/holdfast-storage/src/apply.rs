@@ -1,0 +1,153 @@
+//! Applying commands to the state machine: one `WriteBatch` per `apply` call,
+//! with an overlay so entries later in the batch see earlier ones.
+
+use std::collections::HashMap;
+
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use holdfast_types::codec::{decode, encode};
+use holdfast_types::limits::REQUEST_IDS_REMEMBERED;
+use holdfast_types::{Command, CommandResult, RecordVersion, RegistryName, Revision, WriteMeta};
+
+use crate::db::Store;
+use crate::error::StorageError;
+use crate::keys::*;
+
+/// Pending changes of one `apply` call.
+pub(crate) struct ApplyBatch<'a> {
+    store: &'a Store,
+    pub(crate) batch: WriteBatch,
+    /// Live-record changes made earlier in this batch (`None` = deleted).
+    records: HashMap<Vec<u8>, Option<RecordVersion>>,
+    /// Request ids remembered earlier in this batch.
+    requests: HashMap<String, CommandResult>,
+}
+
+impl<'a> ApplyBatch<'a> {
+    pub(crate) fn new(store: &'a Store) -> Self {
+        Self { store, batch: WriteBatch::default(), records: HashMap::new(), requests: HashMap::new() }
+    }
+
+    fn latest(&self, key: &[u8]) -> Result<Option<RecordVersion>, StorageError> {
+        if let Some(pending) = self.records.get(key) {
+            return Ok(pending.clone());
+        }
+        match self.store.db.get_cf(self.store.cf(CF_RECORDS), key)? {
+            Some(bytes) => Ok(Some(decode(&bytes).map_err(StorageError::corrupt("record"))?)),
+            None => Ok(None),
+        }
+    }
+
+    fn remembered(&self, request_id: &str) -> Result<Option<CommandResult>, StorageError> {
+        if let Some(result) = self.requests.get(request_id) {
+            return Ok(Some(result.clone()));
+        }
+        match self.store.db.get_cf(self.store.cf(CF_REQUESTS), request_id.as_bytes())? {
+            Some(bytes) => Ok(Some(decode(&bytes).map_err(StorageError::corrupt("request result"))?)),
+            None => Ok(None),
+        }
+    }
+
+    fn remember(&mut self, revision: Revision, request_id: &str, result: &CommandResult) -> Result<(), StorageError> {
+        if request_id.is_empty() {
+            return Ok(());
+        }
+        let bytes = encode(result).map_err(StorageError::corrupt("request result"))?;
+        self.batch.put_cf(self.store.cf(CF_REQUESTS), request_id.as_bytes(), bytes);
+        self.batch.put_cf(self.store.cf(CF_REQUEST_ORDER), revision.to_be_bytes(), request_id.as_bytes());
+        self.requests.insert(request_id.to_string(), result.clone());
+        Ok(())
+    }
+
+    fn write_version(&mut self, registry: &RegistryName, record: &[u8], version: RecordVersion) -> Result<(), StorageError> {
+        let key = record_key(registry, record);
+        let bytes = encode(&version).map_err(StorageError::corrupt("record"))?;
+        self.batch.put_cf(self.store.cf(CF_HISTORY), history_key(registry, record, version.revision), &bytes);
+        if version.is_tombstone() {
+            self.batch.delete_cf(self.store.cf(CF_RECORDS), &key);
+            self.records.insert(key, None);
+        } else {
+            self.batch.put_cf(self.store.cf(CF_RECORDS), &key, &bytes);
+            self.records.insert(key, Some(version));
+        }
+        Ok(())
+    }
+
+    /// Applies one command at `revision` (its log index) and returns its result.
+    pub(crate) fn apply_command(&mut self, revision: Revision, command: &Command) -> Result<CommandResult, StorageError> {
+        let meta = command.meta();
+        if !meta.request_id.is_empty() {
+            if let Some(first) = self.remembered(&meta.request_id)? {
+                return Ok(CommandResult::Duplicate(Box::new(first)));
+            }
+        }
+        let result = match command {
+            Command::Put { registry, record, value, if_revision, meta } => {
+                let current = self.latest(&record_key(registry, record))?;
+                match check_condition(current.as_ref(), *if_revision) {
+                    Some(conflict) => conflict,
+                    None => {
+                        let create_revision = current.map_or(revision, |c| c.create_revision);
+                        self.write_version(registry, record, version(revision, Some(value.clone()), create_revision, meta))?;
+                        CommandResult::Written { revision }
+                    }
+                }
+            }
+            Command::Delete { registry, record, if_revision, meta } => {
+                let current = self.latest(&record_key(registry, record))?;
+                match current {
+                    None => CommandResult::NotFound,
+                    Some(current) => match check_condition(Some(&current), *if_revision) {
+                        Some(conflict) => conflict,
+                        None => {
+                            self.write_version(registry, record, version(revision, None, current.create_revision, meta))?;
+                            CommandResult::Written { revision }
+                        }
+                    },
+                }
+            }
+        };
+        self.remember(revision, &meta.request_id, &result)?;
+        Ok(result)
+    }
+
+    /// Forgets the oldest request ids so that at most
+    /// [`REQUEST_IDS_REMEMBERED`] revisions' worth are kept.
+    pub(crate) fn forget_old_requests(&mut self, last_applied: Revision) -> Result<(), StorageError> {
+        let Some(cutoff) = last_applied.checked_sub(REQUEST_IDS_REMEMBERED) else {
+            return Ok(());
+        };
+        let order = self.store.cf(CF_REQUEST_ORDER);
+        let iter = self.store.db.iterator_cf(order, IteratorMode::From(&[], Direction::Forward));
+        for item in iter {
+            let (key, request_id) = item?;
+            let revision = decode_u64(&key).ok_or(StorageError::CorruptKey("request_order"))?;
+            if revision > cutoff {
+                break;
+            }
+            self.batch.delete_cf(order, &key);
+            self.batch.delete_cf(self.store.cf(CF_REQUESTS), &request_id);
+        }
+        Ok(())
+    }
+}
+
+/// `None` when the write may proceed, else the conflict to report.
+fn check_condition(current: Option<&RecordVersion>, if_revision: Option<Revision>) -> Option<CommandResult> {
+    let current_revision = current.map_or(0, |c| c.revision);
+    match if_revision {
+        Some(expected) if expected != current_revision => Some(CommandResult::Conflict { current: current_revision }),
+        _ => None,
+    }
+}
+
+fn version(revision: Revision, value: Option<Vec<u8>>, create_revision: Revision, meta: &WriteMeta) -> RecordVersion {
+    RecordVersion {
+        revision,
+        value,
+        create_revision,
+        commit_time_ms: meta.commit_time_ms,
+        actor: meta.actor.clone(),
+        reason: meta.reason.clone(),
+    }
+}

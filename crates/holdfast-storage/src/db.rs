@@ -1,0 +1,78 @@
+//! Opening the node's RocksDB and sharing it between the log store, the state
+//! machine and readers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+
+use crate::error::StorageError;
+use crate::keys::ALL_CFS;
+use crate::log_store::LogStore;
+use crate::state_machine::StateMachineStore;
+
+/// The shared RocksDB handle and the node's data directory.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: Arc<DB>,
+    pub(crate) dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir`: RocksDB in `dir/db`,
+    /// snapshot files in `dir/snapshots`.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir.join("snapshots"))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        // Every write that matters is synced explicitly; the WAL must never be
+        // disabled or its recovery relaxed.
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+        opts.set_max_background_jobs(2);
+        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
+        Ok(Self { db: Arc::new(db), dir: dir.to_path_buf() })
+    }
+
+    /// The Raft log store over this database.
+    pub fn log_store(&self) -> LogStore {
+        LogStore::new(self.clone())
+    }
+
+    /// The state machine over this database. Finishes a snapshot install
+    /// that a crash interrupted.
+    pub async fn state_machine(&self) -> Result<StateMachineStore, StorageError> {
+        StateMachineStore::open(self.clone()).await
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        // Every family in ALL_CFS is opened (or created) in `open`.
+        self.db.cf_handle(name).expect("column family opened at start")
+    }
+
+    pub(crate) fn snapshot_dir(&self) -> PathBuf {
+        self.dir.join("snapshots")
+    }
+
+    /// Writes a batch and waits until it is on stable storage (WAL fsync).
+    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Writes a batch without waiting for fsync; used only for data whose
+    /// loss a crash makes harmless (it is rewritten or re-derived).
+    pub(crate) fn write_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.db.write(batch)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,39 @@
+//! Errors of the storage layer, and their mapping into openraft's.
+
+use holdfast_types::codec::CodecError;
+use holdfast_types::NodeId;
+
+/// What went wrong under the storage API.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// Bytes on disk that do not decode: corruption or a newer format.
+    #[error("corrupt {what}: {source}")]
+    Corrupt { what: &'static str, source: CodecError },
+    #[error("corrupt key in {0}")]
+    CorruptKey(&'static str),
+    #[error("snapshot file {path} is invalid: {reason}")]
+    BadSnapshot { path: String, reason: String },
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+impl StorageError {
+    pub(crate) fn corrupt(what: &'static str) -> impl FnOnce(CodecError) -> StorageError {
+        move |source| StorageError::Corrupt { what, source }
+    }
+}
+
+pub(crate) type RaftStorageError = openraft::StorageError<NodeId>;
+
+/// Runs blocking RocksDB work off the async runtime (one seam for it all).
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StorageError>
+where
+    F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| StorageError::Task(e.to_string()))?
+}

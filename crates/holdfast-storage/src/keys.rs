@@ -1,0 +1,102 @@
+//! Column families and key layouts. Do not change: data on disk uses them.
+//!
+//! Record keys are `registry | 0x00 | u16 BE length | record`, and history
+//! keys append the revision as u64 BE. Registry names never contain 0x00 (see
+//! `RegistryName`), so a registry's keys form one contiguous range, and the
+//! length prefix makes record keys unambiguous whatever bytes they hold.
+//! Scans therefore return records ordered by (record length, record bytes).
+
+use holdfast_types::{RegistryName, Revision};
+
+/// Raft log entries by index (u64 BE).
+pub const CF_LOG: &str = "log";
+/// Vote, last purged log id, committed log id.
+pub const CF_RAFT_META: &str = "raft_meta";
+/// last_applied, membership, snapshot install marker.
+pub const CF_SM_META: &str = "sm_meta";
+/// Latest live revision of each record.
+pub const CF_RECORDS: &str = "records";
+/// Every revision of every record, tombstones included.
+pub const CF_HISTORY: &str = "history";
+/// Remembered request ids → the result first returned.
+pub const CF_REQUESTS: &str = "requests";
+/// Revision (u64 BE) → request id, to forget the oldest ids first.
+pub const CF_REQUEST_ORDER: &str = "request_order";
+
+pub const ALL_CFS: [&str; 7] = [CF_LOG, CF_RAFT_META, CF_SM_META, CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER];
+
+/// Column families that make up the state machine's data, in snapshot order.
+/// The tag of each is its position + 1. Do not reorder.
+pub const SNAPSHOT_CFS: [&str; 4] = [CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER];
+
+pub const META_VOTE: &[u8] = b"vote";
+pub const META_LAST_PURGED: &[u8] = b"last_purged";
+pub const META_COMMITTED: &[u8] = b"committed";
+pub const META_LAST_APPLIED: &[u8] = b"last_applied";
+pub const META_MEMBERSHIP: &[u8] = b"membership";
+/// Present while a received snapshot is being loaded; names its file so an
+/// interrupted install is redone at the next open.
+pub const META_INSTALLING: &[u8] = b"installing_snapshot";
+
+pub fn log_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+pub fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// Start of a registry's key range in `records` and `history`.
+pub fn registry_prefix(registry: &RegistryName) -> Vec<u8> {
+    let mut key = Vec::with_capacity(registry.as_str().len() + 1);
+    key.extend_from_slice(registry.as_str().as_bytes());
+    key.push(0);
+    key
+}
+
+pub fn record_key(registry: &RegistryName, record: &[u8]) -> Vec<u8> {
+    let mut key = registry_prefix(registry);
+    // Record ids are bounded far below u16::MAX by RECORD_ID_BYTES_MAX and
+    // blind ids are 32 bytes; the cast cannot truncate a validated id.
+    key.extend_from_slice(&(record.len() as u16).to_be_bytes());
+    key.extend_from_slice(record);
+    key
+}
+
+/// Splits a `records` key back into the record part (after the registry).
+pub fn record_of_key(prefix_len: usize, key: &[u8]) -> Option<&[u8]> {
+    let rest = key.get(prefix_len..)?;
+    let len = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+    let record = rest.get(2..)?;
+    (record.len() == len).then_some(record)
+}
+
+pub fn history_key(registry: &RegistryName, record: &[u8], revision: Revision) -> Vec<u8> {
+    let mut key = record_key(registry, record);
+    key.extend_from_slice(&revision.to_be_bytes());
+    key
+}
+
+/// The revision at the end of a `history` key.
+pub fn revision_of_history_key(key: &[u8]) -> Option<Revision> {
+    decode_u64(key.get(key.len().checked_sub(8)?..)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_keys_round_trip_and_do_not_collide() {
+        let reg = RegistryName::parse("population").unwrap();
+        let prefix = registry_prefix(&reg);
+        let k = record_key(&reg, b"UA-123");
+        assert_eq!(record_of_key(prefix.len(), &k), Some(&b"UA-123"[..]));
+        // "ab" in one record vs "a" followed by history bytes cannot meet.
+        assert_ne!(record_key(&reg, b"ab"), record_key(&reg, b"a"));
+        let h = history_key(&reg, b"UA-123", 42);
+        assert_eq!(revision_of_history_key(&h), Some(42));
+        assert!(h.starts_with(&k));
+        assert_eq!(record_of_key(prefix.len(), &prefix[..]), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! RocksDB storage for one holdfast node: the Raft log and vote, the state
+//! machine (live records, full history, remembered request ids) and its
+//! snapshots. The only crate that links RocksDB.
+//!
+//! Durability contract: log entries are reported flushed only after a synced
+//! write; each `apply` writes records, history, `last_applied` and membership
+//! in one synced `WriteBatch`. Record ids and values are opaque bytes here:
+//! storage never knows whether they are sealed.
+
+mod apply;
+mod db;
+mod error;
+mod keys;
+mod log_store;
+mod reader;
+mod snapshot;
+mod state_machine;
+
+pub use db::Store;
+pub use error::StorageError;
+pub use log_store::LogStore;
+pub use reader::{HistoryPage, ReadView, ScanPage};
+pub use state_machine::StateMachineStore;

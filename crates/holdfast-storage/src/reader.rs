@@ -1,0 +1,212 @@
+//! Client reads of the state machine: latest or past revision of a record,
+//! its history, a registry scan, and a digest for convergence checks. Each
+//! read uses one RocksDB snapshot, so the data and the applied revision it
+//! reports agree.
+
+use rocksdb::{Direction, IteratorMode, ReadOptions};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use holdfast_types::codec::decode;
+use holdfast_types::{LogId, RecordVersion, RegistryName, Revision};
+
+use crate::db::Store;
+use crate::error::{blocking, StorageError};
+use crate::keys::*;
+
+/// A cheap, cloneable read handle.
+#[derive(Clone)]
+pub struct ReadView {
+    store: Store,
+    applied_rx: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for ReadView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadView").field("applied", &*self.applied_rx.borrow()).finish()
+    }
+}
+
+/// One page of a record's history, oldest first.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub versions: Vec<RecordVersion>,
+    /// Set when more revisions follow: pass it as `after_revision`.
+    pub next_after: Option<Revision>,
+    pub applied: Revision,
+}
+
+/// One page of a registry's live records.
+#[derive(Debug, Clone)]
+pub struct ScanPage {
+    pub entries: Vec<(Vec<u8>, RecordVersion)>,
+    /// Set when more records follow: pass it as `after_record`.
+    pub next_after: Option<Vec<u8>>,
+    pub applied: Revision,
+}
+
+type View<'a> = rocksdb::SnapshotWithThreadMode<'a, rocksdb::DB>;
+
+fn applied_in(store: &Store, view: &View<'_>) -> Result<Revision, StorageError> {
+    match view.get_cf(store.cf(CF_SM_META), META_LAST_APPLIED)? {
+        Some(b) => {
+            let last: Option<LogId> = decode(&b).map_err(StorageError::corrupt("last applied"))?;
+            Ok(last.map_or(0, |l| l.index))
+        }
+        None => Ok(0),
+    }
+}
+
+fn decode_version(bytes: &[u8]) -> Result<RecordVersion, StorageError> {
+    decode(bytes).map_err(StorageError::corrupt("record"))
+}
+
+impl ReadView {
+    pub(crate) fn new(store: Store, applied_rx: watch::Receiver<u64>) -> Self {
+        Self { store, applied_rx }
+    }
+
+    /// The last applied revision as published by the state machine.
+    pub fn applied(&self) -> Revision {
+        *self.applied_rx.borrow()
+    }
+
+    /// Waits until the state machine has applied at least `revision`.
+    pub async fn wait_applied(&self, revision: Revision) -> Result<(), StorageError> {
+        let mut rx = self.applied_rx.clone();
+        rx.wait_for(|applied| *applied >= revision).await.map_err(|_| StorageError::Task("state machine closed".into()))?;
+        Ok(())
+    }
+
+    /// The record as of `at_revision` (latest live when `None`): the newest
+    /// version at or before it, which may be a tombstone.
+    pub async fn get(
+        &self,
+        registry: RegistryName,
+        record: Vec<u8>,
+        at_revision: Option<Revision>,
+    ) -> Result<(Option<RecordVersion>, Revision), StorageError> {
+        let store = self.store.clone();
+        blocking(move || {
+            let view = store.db.snapshot();
+            let applied = applied_in(&store, &view)?;
+            let version = match at_revision {
+                None => match view.get_cf(store.cf(CF_RECORDS), record_key(&registry, &record))? {
+                    Some(b) => Some(decode_version(&b)?),
+                    None => None,
+                },
+                Some(at) => {
+                    let prefix = record_key(&registry, &record);
+                    let seek = history_key(&registry, &record, at);
+                    let mut iter = view.iterator_cf(store.cf(CF_HISTORY), IteratorMode::From(&seek, Direction::Reverse));
+                    match iter.next().transpose()? {
+                        Some((key, value)) if key.len() == prefix.len() + 8 && key.starts_with(&prefix) => {
+                            Some(decode_version(&value)?)
+                        }
+                        _ => None,
+                    }
+                }
+            };
+            Ok((version, applied))
+        })
+        .await
+    }
+
+    /// Up to `limit` revisions of a record after `after_revision`, oldest first.
+    pub async fn history(
+        &self,
+        registry: RegistryName,
+        record: Vec<u8>,
+        after_revision: Revision,
+        limit: u32,
+    ) -> Result<HistoryPage, StorageError> {
+        let store = self.store.clone();
+        blocking(move || {
+            let view = store.db.snapshot();
+            let applied = applied_in(&store, &view)?;
+            let prefix = record_key(&registry, &record);
+            let start = history_key(&registry, &record, after_revision.saturating_add(1));
+            let mut versions = Vec::new();
+            let mut next_after = None;
+            for item in view.iterator_cf(store.cf(CF_HISTORY), IteratorMode::From(&start, Direction::Forward)) {
+                let (key, value) = item?;
+                if !(key.len() == prefix.len() + 8 && key.starts_with(&prefix)) {
+                    break;
+                }
+                if versions.len() == limit as usize {
+                    next_after = versions.last().map(|v: &RecordVersion| v.revision);
+                    break;
+                }
+                versions.push(decode_version(&value)?);
+            }
+            Ok(HistoryPage { versions, next_after, applied })
+        })
+        .await
+    }
+
+    /// Up to `limit` live records of a registry after `after_record`, in key
+    /// order (record length, then bytes).
+    pub async fn scan(
+        &self,
+        registry: RegistryName,
+        after_record: Option<Vec<u8>>,
+        limit: u32,
+    ) -> Result<ScanPage, StorageError> {
+        let store = self.store.clone();
+        blocking(move || {
+            let view = store.db.snapshot();
+            let applied = applied_in(&store, &view)?;
+            let prefix = registry_prefix(&registry);
+            let start = match &after_record {
+                // The key right after the last one returned.
+                Some(record) => {
+                    let mut k = record_key(&registry, record);
+                    k.push(0);
+                    k
+                }
+                None => prefix.clone(),
+            };
+            let mut entries: Vec<(Vec<u8>, RecordVersion)> = Vec::new();
+            let mut next_after = None;
+            for item in view.iterator_cf(store.cf(CF_RECORDS), IteratorMode::From(&start, Direction::Forward)) {
+                let (key, value) = item?;
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                if entries.len() == limit as usize {
+                    next_after = entries.last().map(|(r, _)| r.clone());
+                    break;
+                }
+                let record = record_of_key(prefix.len(), &key).ok_or(StorageError::CorruptKey("records"))?;
+                entries.push((record.to_vec(), decode_version(&value)?));
+            }
+            Ok(ScanPage { entries, next_after, applied })
+        })
+        .await
+    }
+
+    /// SHA-256 over every live record and every history entry, with the
+    /// applied revision it describes. Replicas that applied the same log
+    /// have the same digest.
+    pub async fn digest(&self) -> Result<(Revision, String), StorageError> {
+        let store = self.store.clone();
+        blocking(move || {
+            let view = store.db.snapshot();
+            let applied = applied_in(&store, &view)?;
+            let mut hasher = Sha256::new();
+            for name in [CF_RECORDS, CF_HISTORY] {
+                let mut opts = ReadOptions::default();
+                opts.fill_cache(false);
+                for item in view.iterator_cf_opt(store.cf(name), opts, IteratorMode::Start) {
+                    let (key, value) = item?;
+                    hasher.update((key.len() as u64).to_be_bytes());
+                    hasher.update(&key);
+                    hasher.update((value.len() as u64).to_be_bytes());
+                    hasher.update(&value);
+                }
+            }
+            Ok((applied, hex::encode(hasher.finalize())))
+        })
+        .await
+    }
+}

@@ -1,0 +1,268 @@
+//! Snapshot files: built by streaming a RocksDB snapshot to disk, verified
+//! and loaded in bounded batches, never held whole in memory.
+//!
+//! File format (do not change; bump `SNAPSHOT_FORMAT_V1` for a new one):
+//! `MAGIC | format u8 | u32 BE header length | header (codec SnapshotMeta) |
+//! records (tag u8, u32 BE key length, key, u32 BE value length, value)* |
+//! tag 0 | SHA-256 of everything before`. Tag n is `SNAPSHOT_CFS[n - 1]`.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use rocksdb::{IteratorMode, WriteBatch};
+use sha2::{Digest, Sha256};
+
+use holdfast_types::codec::{decode, encode};
+use holdfast_types::{LogId, SnapshotMeta, StoredMembership};
+
+use crate::db::Store;
+use crate::error::StorageError;
+use crate::keys::*;
+
+const MAGIC: &[u8; 6] = b"HFSNAP";
+/// Do not change: snapshot files carry it.
+const SNAPSHOT_FORMAT_V1: u8 = 1;
+const END_TAG: u8 = 0;
+/// Largest key or value a snapshot may hold; bounds allocations when a
+/// corrupt file claims a huge length.
+const SNAPSHOT_ITEM_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Bytes buffered into one RocksDB batch while loading a snapshot.
+const LOAD_BATCH_BYTES: usize = 4 * 1024 * 1024;
+const BUFFER_BYTES: usize = 256 * 1024;
+
+fn bad(path: &Path, reason: impl Into<String>) -> StorageError {
+    StorageError::BadSnapshot { path: path.display().to_string(), reason: reason.into() }
+}
+
+/// A writer that hashes what passes through it.
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn write_item(out: &mut impl Write, tag: u8, key: &[u8], value: &[u8]) -> std::io::Result<()> {
+    out.write_all(&[tag])?;
+    out.write_all(&(key.len() as u32).to_be_bytes())?;
+    out.write_all(key)?;
+    out.write_all(&(value.len() as u32).to_be_bytes())?;
+    out.write_all(value)
+}
+
+/// File name for a snapshot: sortable by last applied index.
+fn file_name(meta: &SnapshotMeta) -> String {
+    format!("{}.snap", meta.snapshot_id)
+}
+
+/// A snapshot id that sorts by last applied index, then by creation.
+pub(crate) fn new_snapshot_id(last_applied: Option<LogId>) -> String {
+    let index = last_applied.map_or(0, |l| l.index);
+    let term = last_applied.map_or(0, |l| l.leader_id.term);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("snap-{index:020}-{term:010}-{nanos:024}")
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Streams the current state machine into a new snapshot file and returns
+/// its metadata and path. Older snapshot files are removed afterwards.
+pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageError> {
+    let view = store.db.snapshot();
+    let last_applied: Option<LogId> = match view.get_cf(store.cf(CF_SM_META), META_LAST_APPLIED)? {
+        Some(b) => decode(&b).map_err(StorageError::corrupt("last applied"))?,
+        None => None,
+    };
+    let membership: StoredMembership = match view.get_cf(store.cf(CF_SM_META), META_MEMBERSHIP)? {
+        Some(b) => decode(&b).map_err(StorageError::corrupt("membership"))?,
+        None => StoredMembership::default(),
+    };
+    let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id: new_snapshot_id(last_applied) };
+
+    let dir = store.snapshot_dir();
+    let final_path = dir.join(file_name(&meta));
+    let tmp_path = final_path.with_extension("tmp");
+    let file = File::create(&tmp_path)?;
+    let mut out = HashingWriter { inner: BufWriter::with_capacity(BUFFER_BYTES, file), hasher: Sha256::new() };
+    out.write_all(MAGIC)?;
+    out.write_all(&[SNAPSHOT_FORMAT_V1])?;
+    let header = encode(&meta).map_err(StorageError::corrupt("snapshot meta"))?;
+    out.write_all(&(header.len() as u32).to_be_bytes())?;
+    out.write_all(&header)?;
+    for (i, name) in SNAPSHOT_CFS.iter().enumerate() {
+        let tag = (i + 1) as u8;
+        for item in view.iterator_cf(store.cf(name), IteratorMode::Start) {
+            let (key, value) = item?;
+            write_item(&mut out, tag, &key, &value)?;
+        }
+    }
+    out.write_all(&[END_TAG])?;
+    let HashingWriter { inner, hasher } = out;
+    let mut file = inner.into_inner().map_err(|e| StorageError::Io(e.into_error()))?;
+    file.write_all(&hasher.finalize())?;
+    file.sync_all()?;
+    fs::rename(&tmp_path, &final_path)?;
+    fsync_dir(&dir)?;
+    remove_other_snapshots(&dir, &final_path)?;
+    Ok((meta, final_path))
+}
+
+fn remove_other_snapshots(dir: &Path, keep: &Path) -> Result<(), StorageError> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path != keep && path.extension().is_some_and(|e| e == "snap" || e == "tmp") {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The newest complete snapshot file, if any.
+pub(crate) fn current(store: &Store) -> Result<Option<(SnapshotMeta, PathBuf)>, StorageError> {
+    let mut newest: Option<PathBuf> = None;
+    for entry in fs::read_dir(store.snapshot_dir())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "snap") && newest.as_ref().is_none_or(|n| path > *n) {
+            newest = Some(path);
+        }
+    }
+    match newest {
+        Some(path) => Ok(Some((read_header(&mut BufReader::new(File::open(&path)?), &path)?, path))),
+        None => Ok(None),
+    }
+}
+
+fn read_header(input: &mut impl Read, path: &Path) -> Result<SnapshotMeta, StorageError> {
+    let mut magic = [0u8; 7];
+    input.read_exact(&mut magic).map_err(|_| bad(path, "too short for a header"))?;
+    if &magic[..6] != MAGIC {
+        return Err(bad(path, "not a holdfast snapshot (bad magic)"));
+    }
+    if magic[6] != SNAPSHOT_FORMAT_V1 {
+        return Err(bad(path, format!("unknown snapshot format {}", magic[6])));
+    }
+    let header = read_chunk(input, path, "header")?;
+    decode(&header).map_err(|e| bad(path, format!("header: {e}")))
+}
+
+fn read_u32(input: &mut impl Read, path: &Path, what: &str) -> Result<usize, StorageError> {
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len).map_err(|_| bad(path, format!("truncated {what} length")))?;
+    Ok(u32::from_be_bytes(len) as usize)
+}
+
+fn read_chunk(input: &mut impl Read, path: &Path, what: &str) -> Result<Vec<u8>, StorageError> {
+    let len = read_u32(input, path, what)?;
+    if len > SNAPSHOT_ITEM_BYTES_MAX {
+        return Err(bad(path, format!("{what} claims {len} bytes, over SNAPSHOT_ITEM_BYTES_MAX")));
+    }
+    let mut buf = vec![0u8; len];
+    input.read_exact(&mut buf).map_err(|_| bad(path, format!("truncated {what}")))?;
+    Ok(buf)
+}
+
+/// Copies a received snapshot into the snapshot directory under its final
+/// name, checking its checksum on the way, and returns the path.
+pub(crate) fn accept_received(store: &Store, meta: &SnapshotMeta, mut received: File) -> Result<PathBuf, StorageError> {
+    use std::io::Seek;
+    received.seek(std::io::SeekFrom::Start(0))?;
+    let dir = store.snapshot_dir();
+    let final_path = dir.join(file_name(meta));
+    let tmp_path = final_path.with_extension("tmp");
+    let mut out = BufWriter::with_capacity(BUFFER_BYTES, File::create(&tmp_path)?);
+    std::io::copy(&mut BufReader::with_capacity(BUFFER_BYTES, received), &mut out)?;
+    let file = out.into_inner().map_err(|e| StorageError::Io(e.into_error()))?;
+    file.sync_all()?;
+    verify_checksum(&tmp_path)?;
+    fs::rename(&tmp_path, &final_path)?;
+    fsync_dir(&dir)?;
+    Ok(final_path)
+}
+
+/// Checks the trailing SHA-256 of a snapshot file.
+pub(crate) fn verify_checksum(path: &Path) -> Result<(), StorageError> {
+    let len = fs::metadata(path)?.len();
+    if len < 32 {
+        return Err(bad(path, "shorter than its checksum"));
+    }
+    let mut input = BufReader::with_capacity(BUFFER_BYTES, File::open(path)?);
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut (&mut input).take(len - 32), &mut hasher)?;
+    let mut stored = [0u8; 32];
+    input.read_exact(&mut stored)?;
+    if hasher.finalize().as_slice() != stored {
+        return Err(bad(path, "checksum mismatch"));
+    }
+    Ok(())
+}
+
+/// Replaces the state machine with the content of a verified snapshot file.
+///
+/// Crash safety: the first synced batch clears the state machine and records
+/// the file being installed; the last synced batch sets `last_applied` and
+/// membership and clears the marker. A crash in between leaves the marker,
+/// and opening the store installs the same file again.
+pub(crate) fn install(store: &Store, path: &Path) -> Result<SnapshotMeta, StorageError> {
+    let mut input = BufReader::with_capacity(BUFFER_BYTES, File::open(path)?);
+    let meta = read_header(&mut input, path)?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+
+    let mut batch = WriteBatch::default();
+    batch.put_cf(store.cf(CF_SM_META), META_INSTALLING, file_name.as_bytes());
+    for name in SNAPSHOT_CFS {
+        clear_family(store, name, &mut batch)?;
+    }
+    store.write_synced(batch)?;
+
+    let mut batch = WriteBatch::default();
+    loop {
+        let mut tag = [0u8; 1];
+        input.read_exact(&mut tag).map_err(|_| bad(path, "truncated record tag"))?;
+        if tag[0] == END_TAG {
+            break;
+        }
+        let name = SNAPSHOT_CFS.get(tag[0] as usize - 1).ok_or_else(|| bad(path, format!("unknown tag {}", tag[0])))?;
+        let key = read_chunk(&mut input, path, "key")?;
+        let value = read_chunk(&mut input, path, "value")?;
+        batch.put_cf(store.cf(name), key, value);
+        if batch.size_in_bytes() >= LOAD_BATCH_BYTES {
+            // Not synced: the final synced batch below makes every earlier
+            // write of this install durable (one WAL, written in order).
+            store.write_unsynced(std::mem::take(&mut batch))?;
+        }
+    }
+    let sm_meta = store.cf(CF_SM_META);
+    batch.put_cf(sm_meta, META_LAST_APPLIED, encode(&meta.last_log_id).map_err(StorageError::corrupt("last applied"))?);
+    batch.put_cf(sm_meta, META_MEMBERSHIP, encode(&meta.last_membership).map_err(StorageError::corrupt("membership"))?);
+    batch.delete_cf(sm_meta, META_INSTALLING);
+    store.write_synced(batch)?;
+    remove_other_snapshots(&store.snapshot_dir(), path)?;
+    Ok(meta)
+}
+
+/// Adds to `batch` the deletion of every key in a column family.
+fn clear_family(store: &Store, name: &str, batch: &mut WriteBatch) -> Result<(), StorageError> {
+    let cf = store.cf(name);
+    let first = store.db.iterator_cf(cf, IteratorMode::Start).next().transpose()?;
+    let last = store.db.iterator_cf(cf, IteratorMode::End).next().transpose()?;
+    if let (Some((first, _)), Some((last, _))) = (first, last) {
+        // delete_range's end is exclusive; last + 0x00 is the next key after last.
+        let mut end = last.to_vec();
+        end.push(0);
+        batch.delete_range_cf(cf, &first[..], &end[..]);
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The replicated state machine on RocksDB (openraft `RaftStateMachine`) and
+//! its snapshot builder.
+
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use tokio::sync::watch;
+
+use holdfast_types::codec::{decode, encode};
+use holdfast_types::{CommandResult, Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
+
+use crate::apply::ApplyBatch;
+use crate::db::Store;
+use crate::error::{blocking, RaftStorageError, StorageError};
+use crate::keys::*;
+use crate::reader::ReadView;
+use crate::snapshot;
+
+/// The state machine. Reads for clients go through [`ReadView`].
+pub struct StateMachineStore {
+    store: Store,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    /// Publishes the last applied index, for readers that wait on it.
+    applied_tx: Arc<watch::Sender<u64>>,
+}
+
+impl std::fmt::Debug for StateMachineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachineStore").field("last_applied", &self.last_applied).finish()
+    }
+}
+
+fn read_sm_meta(store: &Store) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    let cf = store.cf(CF_SM_META);
+    let last_applied = match store.db.get_cf(cf, META_LAST_APPLIED)? {
+        Some(b) => decode(&b).map_err(StorageError::corrupt("last applied"))?,
+        None => None,
+    };
+    let membership = match store.db.get_cf(cf, META_MEMBERSHIP)? {
+        Some(b) => decode(&b).map_err(StorageError::corrupt("membership"))?,
+        None => StoredMembership::default(),
+    };
+    Ok((last_applied, membership))
+}
+
+impl StateMachineStore {
+    pub(crate) async fn open(store: Store) -> Result<Self, StorageError> {
+        let s = store.clone();
+        let (last_applied, membership) = blocking(move || {
+            // Finish a snapshot install that a crash interrupted.
+            if let Some(name) = s.db.get_cf(s.cf(CF_SM_META), META_INSTALLING)? {
+                let path = s.snapshot_dir().join(String::from_utf8_lossy(&name).into_owned());
+                tracing::warn!(path = %path.display(), "resuming interrupted snapshot install");
+                snapshot::install(&s, &path)?;
+            }
+            read_sm_meta(&s)
+        })
+        .await?;
+        let (applied_tx, _) = watch::channel(last_applied.map_or(0, |l| l.index));
+        Ok(Self { store, last_applied, membership, applied_tx: Arc::new(applied_tx) })
+    }
+
+    /// A read handle that sees what this state machine has applied.
+    pub fn read_view(&self) -> ReadView {
+        ReadView::new(self.store.clone(), self.applied_tx.subscribe())
+    }
+
+    fn set_applied(&mut self, last_applied: Option<LogId>, membership: StoredMembership) {
+        self.last_applied = last_applied;
+        self.membership = membership;
+        self.applied_tx.send_replace(last_applied.map_or(0, |l| l.index));
+    }
+}
+
+/// Builds snapshot files from a consistent RocksDB view.
+pub struct SnapshotBuilder {
+    store: Store,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
+        let store = self.store.clone();
+        let (meta, path) = blocking(move || snapshot::build(&store))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
+        let file = tokio::fs::File::open(&path).await.map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let store = self.store.clone();
+        let mut membership = self.membership.clone();
+        let outcome = blocking(move || {
+            let mut batch = ApplyBatch::new(&store);
+            let mut results = Vec::with_capacity(entries.len());
+            let mut last = None;
+            for entry in entries {
+                last = Some(entry.log_id);
+                let result = match &entry.payload {
+                    EntryPayload::Blank => CommandResult::None,
+                    EntryPayload::Normal(command) => batch.apply_command(entry.log_id.index, command)?,
+                    EntryPayload::Membership(m) => {
+                        membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                        CommandResult::None
+                    }
+                };
+                results.push(result);
+            }
+            if let Some(last) = last {
+                batch.forget_old_requests(last.index)?;
+            }
+            let sm_meta = store.cf(CF_SM_META);
+            let mut write = std::mem::take(&mut batch.batch);
+            write.put_cf(sm_meta, META_LAST_APPLIED, encode(&last).map_err(StorageError::corrupt("last applied"))?);
+            write.put_cf(sm_meta, META_MEMBERSHIP, encode(&membership).map_err(StorageError::corrupt("membership"))?);
+            // Records, history, request ids, last_applied and membership of
+            // every entry land together, synced, or not at all.
+            store.write_synced(write)?;
+            Ok((results, last, membership))
+        })
+        .await;
+        match outcome {
+            Ok((results, last, membership)) => {
+                self.set_applied(last, membership);
+                Ok(results)
+            }
+            Err(e) => Err(StorageIOError::write_state_machine(&e).into()),
+        }
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { store: self.store.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, RaftStorageError> {
+        let dir = self.store.snapshot_dir();
+        let file = blocking(move || {
+            let path = dir.join(format!("recv-{}.part", rand::random::<u64>()));
+            let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+            // Unlinked at once: the open handle keeps the data, and nothing is
+            // left behind if the transfer is abandoned or the node crashes.
+            std::fs::remove_file(&path)?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), RaftStorageError> {
+        let store = self.store.clone();
+        let received = snapshot.into_std().await;
+        let meta_in = meta.clone();
+        let installed = blocking(move || {
+            let path = snapshot::accept_received(&store, &meta_in, received)?;
+            let installed = snapshot::install(&store, &path)?;
+            if installed.snapshot_id != meta_in.snapshot_id {
+                return Err(StorageError::BadSnapshot {
+                    path: path.display().to_string(),
+                    reason: format!("header says {}, leader sent {}", installed.snapshot_id, meta_in.snapshot_id),
+                });
+            }
+            Ok(installed)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        tracing::info!(snapshot = %installed.snapshot_id, "installed snapshot");
+        self.set_applied(installed.last_log_id, installed.last_membership);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+        let store = self.store.clone();
+        let current = blocking(move || snapshot::current(&store))
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        match current {
+            Some((meta, path)) => {
+                let file = tokio::fs::File::open(&path).await.map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+                Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the RocksDB storage: openraft's conformance suite,
+//! durability across reopen, snapshots and bad input from disk.
+
+mod t10_conformance;
+mod t20_state_machine;

@@ -1,0 +1,280 @@
+//! A cluster of real `holdfast serve` processes on loopback: config files,
+//! data dirs and logs under one root, with kill -9, SIGTERM, SIGSTOP/SIGCONT
+//! and restart. Used by `holdfast demo`, the chaos harness and binary tests.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use holdfast_proto::v1::cluster_client::ClusterClient;
+use holdfast_proto::v1::StatusRequest;
+use holdfast_types::{Jurisdiction, NodeId, Placement};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::wait::wait_until;
+
+/// One node of a process cluster: its id and placement.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub id: NodeId,
+    pub placement: Placement,
+}
+
+fn spec(id: NodeId, region: &str, zone: &str, provider: &str, jurisdiction: Jurisdiction) -> NodeSpec {
+    NodeSpec { id, placement: Placement { region: region.into(), zone: zone.into(), provider: provider.into(), jurisdiction } }
+}
+
+/// The reference topology: 5 voters in 4 regions; no region holds half.
+pub fn reference_topology() -> Vec<NodeSpec> {
+    use Jurisdiction::*;
+    vec![
+        spec(1, "ua-kyiv", "kyiv-a", "ua-dc-1", Domestic),
+        spec(2, "ua-kyiv", "kyiv-b", "ua-dc-2", Domestic),
+        spec(3, "ua-lviv", "lviv-a", "ua-dc-3", Domestic),
+        spec(4, "eu-frankfurt", "fra-1", "cloud-a", Foreign),
+        spec(5, "eu-amsterdam", "ams-1", "cloud-b", Foreign),
+    ]
+}
+
+/// Per-node settings beyond placement, for harnesses.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Dial peer id at this address (a fault proxy) instead of its own.
+    pub peer_addr_overrides: BTreeMap<NodeId, String>,
+    /// UNSAFE control for the chaos checker; never set outside it.
+    pub unsafe_local_reads: bool,
+    /// Extra raw TOML appended to the config (e.g. a `[raft]` table).
+    pub extra_toml: String,
+}
+
+/// A running or stopped node process.
+#[derive(Debug)]
+pub struct ProcessNode {
+    pub spec: NodeSpec,
+    pub addr: String,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl ProcessNode {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+/// Node processes sharing one root directory.
+#[derive(Debug)]
+pub struct ProcessCluster {
+    binary: PathBuf,
+    root: PathBuf,
+    nodes: BTreeMap<NodeId, ProcessNode>,
+}
+
+/// Picks a free loopback port by binding port 0 and releasing it.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn placement_toml(p: &Placement) -> String {
+    format!(
+        "{{ region = {:?}, zone = {:?}, provider = {:?}, jurisdiction = {:?} }}",
+        p.region,
+        p.zone,
+        p.provider,
+        p.jurisdiction.to_string()
+    )
+}
+
+impl ProcessCluster {
+    /// Writes a config per node under `root` (ports from `base_port`, or free
+    /// ports when `None`). Nothing is started yet.
+    pub fn configure(
+        binary: &Path,
+        root: &Path,
+        specs: &[NodeSpec],
+        base_port: Option<u16>,
+        options: impl Fn(NodeId) -> NodeOptions,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        let mut addrs = BTreeMap::new();
+        for (i, s) in specs.iter().enumerate() {
+            let port = match base_port {
+                Some(base) => base + i as u16,
+                None => free_port()?,
+            };
+            addrs.insert(s.id, format!("127.0.0.1:{port}"));
+        }
+        let mut members = String::new();
+        for s in specs {
+            writeln!(members, "\n[[initial_members]]\nid = {}\naddr = {:?}\nplacement = {}", s.id, addrs[&s.id], placement_toml(&s.placement))?;
+        }
+        let mut nodes = BTreeMap::new();
+        for s in specs {
+            let opts = options(s.id);
+            let data_dir = root.join(format!("n{}", s.id));
+            let config_path = root.join(format!("n{}.toml", s.id));
+            let mut text = format!(
+                "id = {}\nlisten = {:?}\ndata_dir = {:?}\nunsafe_local_reads = {}\nplacement = {}\n",
+                s.id,
+                addrs[&s.id],
+                data_dir.display().to_string(),
+                opts.unsafe_local_reads,
+                placement_toml(&s.placement),
+            );
+            if !opts.peer_addr_overrides.is_empty() {
+                text.push_str("peer_addr_overrides = { ");
+                let pairs: Vec<String> = opts.peer_addr_overrides.iter().map(|(id, a)| format!("\"{id}\" = {a:?}")).collect();
+                text.push_str(&pairs.join(", "));
+                text.push_str(" }\n");
+            }
+            text.push_str(&opts.extra_toml);
+            text.push_str(&members);
+            std::fs::write(&config_path, text)?;
+            let log_path = root.join(format!("n{}.log", s.id));
+            nodes.insert(s.id, ProcessNode { spec: s.clone(), addr: addrs[&s.id].clone(), config_path, data_dir, log_path, child: None });
+        }
+        Ok(Self { binary: binary.to_path_buf(), root: root.to_path_buf(), nodes })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &ProcessNode> {
+        self.nodes.values()
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&ProcessNode> {
+        self.nodes.get(&id)
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.values().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Starts a node's process (its output goes to its log file).
+    pub fn start(&mut self, id: NodeId) -> anyhow::Result<()> {
+        let node = self.nodes.get_mut(&id).ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        anyhow::ensure!(node.child.is_none(), "node {id} is already running");
+        let log = File::options().create(true).append(true).open(&node.log_path)?;
+        let child = Command::new(&self.binary)
+            .arg("serve")
+            .arg("--config")
+            .arg(&node.config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", self.binary.display()))?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        ids.into_iter().try_for_each(|id| self.start(id))
+    }
+
+    fn signal(&self, id: NodeId, sig: Signal) -> anyhow::Result<()> {
+        let pid = self.nodes.get(&id).and_then(|n| n.pid()).ok_or_else(|| anyhow::anyhow!("node {id} is not running"))?;
+        kill(Pid::from_raw(pid as i32), sig)?;
+        Ok(())
+    }
+
+    /// kill -9: no chance to flush or drain.
+    pub fn kill(&mut self, id: NodeId) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGKILL)?;
+        if let Some(mut child) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) {
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit code.
+    pub async fn stop(&mut self, id: NodeId) -> anyhow::Result<Option<i32>> {
+        self.signal(id, Signal::SIGCONT).ok();
+        self.signal(id, Signal::SIGTERM)?;
+        let mut child = self.nodes.get_mut(&id).and_then(|n| n.child.take()).ok_or_else(|| anyhow::anyhow!("node {id} not running"))?;
+        let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+        Ok(status.code())
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open.
+    pub fn pause(&self, id: NodeId) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGSTOP)
+    }
+
+    /// SIGCONT after [`ProcessCluster::pause`].
+    pub fn resume(&self, id: NodeId) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGCONT)
+    }
+
+    /// Removes a stopped node's data dir (a lost disk).
+    pub fn wipe(&self, id: NodeId) -> anyhow::Result<()> {
+        let node = self.nodes.get(&id).ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        anyhow::ensure!(node.child.is_none(), "stop node {id} before wiping its disk");
+        if node.data_dir.exists() {
+            std::fs::remove_dir_all(&node.data_dir)?;
+        }
+        Ok(())
+    }
+
+    pub fn is_running(&self, id: NodeId) -> bool {
+        self.nodes.get(&id).is_some_and(|n| n.child.is_some())
+    }
+
+    /// Waits until a running node reports a leader that it agrees with, and
+    /// returns the leader's id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<NodeId> {
+        let running: Vec<String> = self.nodes.values().filter(|n| n.child.is_some()).map(|n| n.addr.clone()).collect();
+        wait_until("a leader in the process cluster", timeout, || async {
+            let mut leader = None;
+            for addr in &running {
+                let status = status_of(addr).await?;
+                if status.leader_id == 0 || leader.is_some_and(|l| l != status.leader_id) {
+                    return None;
+                }
+                leader = Some(status.leader_id);
+            }
+            leader
+        })
+        .await
+    }
+
+    /// Stops every running node with SIGTERM.
+    pub async fn stop_all(&mut self) -> anyhow::Result<()> {
+        let ids: Vec<NodeId> = self.nodes.iter().filter(|(_, n)| n.child.is_some()).map(|(id, _)| *id).collect();
+        for id in ids {
+            self.stop(id).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ProcessCluster {
+    /// Never leaves processes behind, even when a test fails.
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// A node's status over gRPC, or `None` if it does not answer in time.
+pub async fn status_of(addr: &str) -> Option<holdfast_proto::v1::StatusResponse> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect_timeout(Duration::from_millis(500));
+    let channel = endpoint.connect().await.ok()?;
+    let mut request = tonic::Request::new(StatusRequest {});
+    request.set_timeout(Duration::from_secs(2));
+    Some(ClusterClient::new(channel).status(request).await.ok()?.into_inner())
+}

@@ -1,0 +1,188 @@
+//! The node config file (TOML), its env and flag overrides, and its
+//! translation into the library's validated `NodeConfig`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use holdfast_server::{NodeConfig, RaftTimings};
+use holdfast_types::{Jurisdiction, NodeId, NodeInfo, Placement};
+use serde::{Deserialize, Serialize};
+
+/// A node config file as written by operators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub id: NodeId,
+    /// Address to bind, `host:port`.
+    pub listen: String,
+    /// Address peers and clients use; defaults to `listen`.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    pub data_dir: PathBuf,
+    pub placement: FilePlacement,
+    /// The voters of a fresh cluster, this node included.
+    #[serde(default)]
+    pub initial_members: Vec<FileMember>,
+    /// Accept an initial voter set that breaks the placement rule.
+    #[serde(default)]
+    pub force_topology: bool,
+    #[serde(default)]
+    pub raft: FileRaft,
+    #[serde(default)]
+    pub log: FileLog,
+    /// Dial these peers at another address (e.g. through a proxy).
+    #[serde(default)]
+    pub peer_addr_overrides: BTreeMap<String, String>,
+    /// UNSAFE: serve linearizable reads locally without ReadIndex. Exists only
+    /// to prove the chaos checker catches stale reads. Never in production.
+    #[serde(default)]
+    pub unsafe_local_reads: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePlacement {
+    pub region: String,
+    #[serde(default)]
+    pub zone: String,
+    #[serde(default)]
+    pub provider: String,
+    #[serde(default)]
+    pub jurisdiction: Jurisdiction,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMember {
+    pub id: NodeId,
+    pub addr: String,
+    pub placement: FilePlacement,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileRaft {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub snapshot_every_entries: u64,
+    pub logs_kept_after_snapshot: u64,
+    pub rpc_timeout_ms: u64,
+}
+
+impl Default for FileRaft {
+    fn default() -> Self {
+        let t = RaftTimings::default();
+        Self {
+            heartbeat_interval_ms: t.heartbeat_interval_ms,
+            election_timeout_min_ms: t.election_timeout_min_ms,
+            election_timeout_max_ms: t.election_timeout_max_ms,
+            snapshot_every_entries: t.snapshot_every_entries,
+            logs_kept_after_snapshot: t.logs_kept_after_snapshot,
+            rpc_timeout_ms: t.rpc_timeout_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileLog {
+    /// `human` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `holdfast_server=debug,info`.
+    pub level: String,
+}
+
+impl Default for FileLog {
+    fn default() -> Self {
+        Self { format: "human".into(), level: "info".into() }
+    }
+}
+
+impl From<FilePlacement> for Placement {
+    fn from(p: FilePlacement) -> Self {
+        Placement { region: p.region, zone: p.zone, provider: p.provider, jurisdiction: p.jurisdiction }
+    }
+}
+
+impl From<Placement> for FilePlacement {
+    fn from(p: Placement) -> Self {
+        FilePlacement { region: p.region, zone: p.zone, provider: p.provider, jurisdiction: p.jurisdiction }
+    }
+}
+
+impl FileConfig {
+    /// Reads and parses a config file; errors name the file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config {} is malformed", path.display()))
+    }
+
+    /// The library config this file describes, validated.
+    pub fn to_node_config(&self) -> anyhow::Result<NodeConfig> {
+        let mut overrides = BTreeMap::new();
+        for (id, addr) in &self.peer_addr_overrides {
+            let id: NodeId = id.parse().with_context(|| format!("peer_addr_overrides key {id:?} is not a node id"))?;
+            overrides.insert(id, addr.clone());
+        }
+        let r = &self.raft;
+        let config = NodeConfig {
+            id: self.id,
+            advertise_addr: self.advertise.clone().unwrap_or_else(|| self.listen.clone()),
+            placement: self.placement.clone().into(),
+            data_dir: self.data_dir.clone(),
+            initial_members: self
+                .initial_members
+                .iter()
+                .map(|m| (m.id, NodeInfo { addr: m.addr.clone(), placement: m.placement.clone().into() }))
+                .collect(),
+            force_topology: self.force_topology,
+            peer_addr_overrides: overrides,
+            raft: RaftTimings {
+                heartbeat_interval_ms: r.heartbeat_interval_ms,
+                election_timeout_min_ms: r.election_timeout_min_ms,
+                election_timeout_max_ms: r.election_timeout_max_ms,
+                snapshot_every_entries: r.snapshot_every_entries,
+                logs_kept_after_snapshot: r.logs_kept_after_snapshot,
+                rpc_timeout_ms: r.rpc_timeout_ms,
+            },
+            unsafe_local_reads: self.unsafe_local_reads,
+        };
+        config.validate().context("invalid config")?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+id = 1
+listen = "127.0.0.1:7001"
+data_dir = "/tmp/n1"
+
+[placement]
+region = "ua-kyiv"
+jurisdiction = "domestic"
+
+[[initial_members]]
+id = 1
+addr = "127.0.0.1:7001"
+placement = { region = "ua-kyiv" }
+"#;
+
+    #[test]
+    fn parses_example_and_rejects_unknown_fields() {
+        let file: FileConfig = toml::from_str(EXAMPLE).unwrap();
+        let config = file.to_node_config().unwrap();
+        assert_eq!(config.advertise_addr, "127.0.0.1:7001");
+        assert_eq!(config.initial_members.len(), 1);
+        let bad = format!("{EXAMPLE}\nbogus = 1\n");
+        assert!(toml::from_str::<FileConfig>(&bad).is_err());
+        let no_region = EXAMPLE.replace("region = \"ua-kyiv\"\njurisdiction", "region = \"\"\njurisdiction");
+        let file: FileConfig = toml::from_str(&no_region).unwrap();
+        assert!(file.to_node_config().is_err());
+    }
+}

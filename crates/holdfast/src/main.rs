@@ -1,0 +1,59 @@
+//! The holdfast node binary: `holdfast serve` runs one node from a config
+//! file; `holdfast demo` runs the reference multi-region cluster locally.
+
+mod config;
+mod demo;
+mod logging;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "holdfast", version, about = "A Raft-replicated, encrypted registry that survives the loss of any region")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one node from a config file (env and flags override the file).
+    Serve(serve::ServeArgs),
+    /// Start the reference 5-node, 4-region cluster on loopback as child
+    /// processes and keep it running until Ctrl-C.
+    Demo {
+        /// Where node data, configs, logs and cluster.json go (default: a new temp dir).
+        #[arg(long, env = "HOLDFAST_DEMO_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// First port; nodes use base-port .. base-port+4.
+        #[arg(long, env = "HOLDFAST_DEMO_BASE_PORT", default_value_t = 7001)]
+        base_port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Cmd::Serve(args) => serve::run(args).await,
+            Cmd::Demo { data_dir, base_port } => demo::run(data_dir, base_port).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

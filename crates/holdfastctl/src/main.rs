@@ -1,0 +1,3 @@
+//! holdfastctl: the etcdctl-style client CLI for holdfast
+
+fn main() {}
