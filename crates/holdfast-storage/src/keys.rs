@@ -78,6 +78,7 @@ pub fn history_key(registry: &RegistryName, record: &[u8], revision: Revision) -
 }
 
 /// The revision at the end of a `history` key.
+#[cfg(test)]
 pub fn revision_of_history_key(key: &[u8]) -> Option<Revision> {
     decode_u64(key.get(key.len().checked_sub(8)?..)?)
 }
