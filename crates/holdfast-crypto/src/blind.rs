@@ -40,9 +40,7 @@ impl BlindIndexKey {
 
     /// A separate index key of exactly 32 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        Ok(Self {
-            key: boxed_key(bytes)?,
-        })
+        Ok(Self { key: boxed_key(bytes)? })
     }
 }
 
@@ -57,8 +55,7 @@ impl std::fmt::Debug for BlindIndexKey {
 /// ("ab", "c") and ("a", "bc") get different ids; the registry is included so
 /// the same id in two registries cannot be linked.
 pub fn blind_id(key: &BlindIndexKey, registry: &str, record_id: &[u8]) -> [u8; BLIND_ID_BYTES] {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(&key.key[..]).expect("HMAC accepts keys of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key.key[..]).expect("HMAC accepts keys of any length");
     for field in [registry.as_bytes(), record_id] {
         mac.update(&(field.len() as u64).to_be_bytes());
         mac.update(field);

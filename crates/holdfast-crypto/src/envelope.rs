@@ -46,12 +46,7 @@ pub fn seal(key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     seal_with_nonce(key, aad, plaintext, &nonce)
 }
 
-fn seal_with_nonce(
-    key: &DataKey,
-    aad: &[u8],
-    plaintext: &[u8],
-    nonce: &[u8; NONCE_BYTES],
-) -> Vec<u8> {
+fn seal_with_nonce(key: &DataKey, aad: &[u8], plaintext: &[u8], nonce: &[u8; NONCE_BYTES]) -> Vec<u8> {
     // Build the envelope in one buffer and encrypt the plaintext part in
     // place, so the value is copied once.
     let mut envelope = Vec::with_capacity(ENVELOPE_OVERHEAD_BYTES + plaintext.len());
@@ -62,11 +57,7 @@ fn seal_with_nonce(
     let bound_aad = bind_header(&envelope[..KEY_HEADER_BYTES], aad);
     let cipher = Aes256Gcm::new(key.bytes().into());
     let tag = cipher
-        .encrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            &bound_aad,
-            &mut envelope[ENVELOPE_HEADER_BYTES..],
-        )
+        .encrypt_in_place_detached(Nonce::from_slice(nonce), &bound_aad, &mut envelope[ENVELOPE_HEADER_BYTES..])
         // aes-gcm refuses only messages over 64 GiB; values are limited far below.
         .expect("AES-GCM encrypts any message under 64 GiB");
     envelope.extend_from_slice(&tag);
@@ -78,9 +69,7 @@ fn seal_with_nonce(
 /// with [`CryptoError::AuthenticationFailed`] if any byte or the `aad` differs.
 pub fn open(keyring: &Keyring, aad: &[u8], envelope: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let key_id = peek_key_id(envelope)?;
-    let key = keyring
-        .get(key_id)
-        .ok_or(CryptoError::UnknownKeyId { key_id })?;
+    let key = keyring.get(key_id).ok_or(CryptoError::UnknownKeyId { key_id })?;
     let (header, rest) = envelope.split_at(ENVELOPE_HEADER_BYTES);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_BYTES);
     let bound_aad = bind_header(&header[..KEY_HEADER_BYTES], aad);
@@ -104,16 +93,10 @@ pub fn open(keyring: &Keyring, aad: &[u8], envelope: &[u8]) -> Result<Vec<u8>, C
 /// The data key id an envelope was sealed under, read without decrypting:
 /// lets a background task find values still sealed under an old key.
 pub fn peek_key_id(envelope: &[u8]) -> Result<u32, CryptoError> {
-    let truncated = CryptoError::Truncated {
-        len: envelope.len(),
-        min: ENVELOPE_OVERHEAD_BYTES,
-    };
+    let truncated = CryptoError::Truncated { len: envelope.len(), min: ENVELOPE_OVERHEAD_BYTES };
     let version = *envelope.first().ok_or_else(|| truncated.clone())?;
     if version != ENVELOPE_VERSION_V1 {
-        return Err(CryptoError::UnknownVersion {
-            version,
-            supported: ENVELOPE_VERSION_V1,
-        });
+        return Err(CryptoError::UnknownVersion { version, supported: ENVELOPE_VERSION_V1 });
     }
     if envelope.len() < ENVELOPE_OVERHEAD_BYTES {
         return Err(truncated);
@@ -204,15 +187,8 @@ mod tests {
     fn wrong_associated_data_fails() {
         let keyring = keyring_with(&[1]);
         let envelope = seal(keyring.current(), &record_aad("idp", b"record-a"), b"v");
-        for aad in [
-            record_aad("idp", b"record-b"),
-            record_aad("land", b"record-a"),
-            Vec::new(),
-        ] {
-            assert_eq!(
-                open(&keyring, &aad, &envelope),
-                Err(CryptoError::AuthenticationFailed)
-            );
+        for aad in [record_aad("idp", b"record-b"), record_aad("land", b"record-a"), Vec::new()] {
+            assert_eq!(open(&keyring, &aad, &envelope), Err(CryptoError::AuthenticationFailed));
         }
     }
 
@@ -231,20 +207,14 @@ mod tests {
         for len in 0..envelope.len() {
             assert_eq!(
                 open(&keyring, b"", &envelope[..len]),
-                Err(CryptoError::Truncated {
-                    len,
-                    min: ENVELOPE_OVERHEAD_BYTES
-                })
+                Err(CryptoError::Truncated { len, min: ENVELOPE_OVERHEAD_BYTES })
             );
         }
         let mut future = envelope.clone();
         future[0] = 2;
         assert_eq!(
             peek_key_id(&future),
-            Err(CryptoError::UnknownVersion {
-                version: 2,
-                supported: ENVELOPE_VERSION_V1
-            })
+            Err(CryptoError::UnknownVersion { version: 2, supported: ENVELOPE_VERSION_V1 })
         );
     }
 
@@ -259,7 +229,15 @@ mod tests {
         assert_eq!(open(&Keyring::new(key), b"aad", &envelope).expect("opens"), b"holdfast");
     }
 
-    const PINNED_ENVELOPE: &str = "";
+    // Checked against an independent AES-GCM implementation (Python's
+    // `cryptography`) with associated data 01 01020304 "aad".
+    const PINNED_ENVELOPE: &str = concat!(
+        "01",                               // version
+        "01020304",                         // key id
+        "a5a5a5a5a5a5a5a5a5a5a5a5",         // nonce
+        "4928f0c454fd5bfd",                 // ciphertext of "holdfast"
+        "23711090bf20766dc229ffcecd25ca0c", // tag
+    );
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -19,10 +19,7 @@ impl Keyring {
     /// A keyring holding one key, which is current.
     pub fn new(current: DataKey) -> Self {
         let current_id = current.id();
-        Self {
-            keys: BTreeMap::from([(current_id, current)]),
-            current_id,
-        }
+        Self { keys: BTreeMap::from([(current_id, current)]), current_id }
     }
 
     /// Unwraps every key (as replicated in cluster state) under `master`.
@@ -36,9 +33,7 @@ impl Keyring {
         for wrapped in wrapped {
             let key = unwrap_data_key(master, wrapped)?;
             if keys.insert(key.id(), key).is_some() {
-                return Err(CryptoError::DuplicateKeyId {
-                    key_id: wrapped.key_id(),
-                });
+                return Err(CryptoError::DuplicateKeyId { key_id: wrapped.key_id() });
             }
         }
         if !keys.contains_key(&current_id) {
@@ -50,9 +45,7 @@ impl Keyring {
     /// The key that seals new values.
     pub fn current(&self) -> &DataKey {
         // Every constructor and `rotate` insert the current key before naming it.
-        self.keys
-            .get(&self.current_id)
-            .expect("the current key is always in the keyring")
+        self.keys.get(&self.current_id).expect("the current key is always in the keyring")
     }
 
     pub fn current_id(&self) -> u32 {
@@ -129,10 +122,7 @@ mod tests {
         let keyring = Keyring::from_wrapped(&master, 2, &wrapped).expect("unwraps");
         assert_eq!(keyring.current_id(), 2);
         assert_eq!(keyring.key_ids().count(), 2);
-        assert_eq!(
-            Keyring::from_wrapped(&master, 7, &wrapped).err(),
-            Some(CryptoError::UnknownKeyId { key_id: 7 })
-        );
+        assert_eq!(Keyring::from_wrapped(&master, 7, &wrapped).err(), Some(CryptoError::UnknownKeyId { key_id: 7 }));
         assert_eq!(
             Keyring::from_wrapped(&MasterKey::generate(), 2, &wrapped).err(),
             Some(CryptoError::AuthenticationFailed)

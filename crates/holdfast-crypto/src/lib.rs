@@ -20,8 +20,8 @@ pub mod wrap;
 
 pub use blind::{blind_id, BlindIndexKey, BLIND_ID_BYTES};
 pub use envelope::{
-    open, peek_key_id, record_aad, seal, DATA_KEY_SEALS_MAX, ENVELOPE_HEADER_BYTES,
-    ENVELOPE_OVERHEAD_BYTES, ENVELOPE_VERSION_V1,
+    open, peek_key_id, record_aad, seal, DATA_KEY_SEALS_MAX, ENVELOPE_HEADER_BYTES, ENVELOPE_OVERHEAD_BYTES,
+    ENVELOPE_VERSION_V1,
 };
 pub use error::CryptoError;
 pub use keyring::Keyring;

@@ -54,35 +54,20 @@ pub fn wrap_data_key(master: &MasterKey, key: &DataKey) -> WrappedKey {
     let mut nonce = [0u8; NONCE_BYTES];
     OsRng.fill_bytes(&mut nonce);
     let cipher = Aes256Gcm::new(master.bytes().into());
-    let payload = Payload {
-        msg: &key.bytes()[..],
-        aad: &wrap_aad(WRAP_VERSION_V1, key.id()),
-    };
-    let ciphertext = cipher
-        .encrypt(Nonce::from_slice(&nonce), payload)
-        .expect("AES-GCM encrypts any message under 64 GiB");
-    WrappedKey {
-        version: WRAP_VERSION_V1,
-        key_id: key.id(),
-        nonce,
-        ciphertext,
-    }
+    let payload = Payload { msg: &key.bytes()[..], aad: &wrap_aad(WRAP_VERSION_V1, key.id()) };
+    let ciphertext =
+        cipher.encrypt(Nonce::from_slice(&nonce), payload).expect("AES-GCM encrypts any message under 64 GiB");
+    WrappedKey { version: WRAP_VERSION_V1, key_id: key.id(), nonce, ciphertext }
 }
 
 /// Opens a wrapped data key. A different master key (or any altered byte)
 /// gives [`CryptoError::AuthenticationFailed`].
 pub fn unwrap_data_key(master: &MasterKey, wrapped: &WrappedKey) -> Result<DataKey, CryptoError> {
     if wrapped.version != WRAP_VERSION_V1 {
-        return Err(CryptoError::UnknownVersion {
-            version: wrapped.version,
-            supported: WRAP_VERSION_V1,
-        });
+        return Err(CryptoError::UnknownVersion { version: wrapped.version, supported: WRAP_VERSION_V1 });
     }
     let cipher = Aes256Gcm::new(master.bytes().into());
-    let payload = Payload {
-        msg: &wrapped.ciphertext,
-        aad: &wrap_aad(wrapped.version, wrapped.key_id),
-    };
+    let payload = Payload { msg: &wrapped.ciphertext, aad: &wrap_aad(wrapped.version, wrapped.key_id) };
     let bytes = cipher
         .decrypt(Nonce::from_slice(&wrapped.nonce), payload)
         .map(Zeroizing::new)
@@ -120,10 +105,7 @@ mod tests {
     #[test]
     fn wrong_master_fails() {
         let wrapped = wrap_data_key(&MasterKey::generate(), &DataKey::generate(1));
-        assert_eq!(
-            unwrap_data_key(&MasterKey::generate(), &wrapped).err(),
-            Some(CryptoError::AuthenticationFailed)
-        );
+        assert_eq!(unwrap_data_key(&MasterKey::generate(), &wrapped).err(), Some(CryptoError::AuthenticationFailed));
     }
 
     #[test]
@@ -137,16 +119,10 @@ mod tests {
         let mut cut = wrapped.clone();
         cut.ciphertext.truncate(3);
         for bad in [relabelled, altered, cut] {
-            assert_eq!(
-                unwrap_data_key(&master, &bad).err(),
-                Some(CryptoError::AuthenticationFailed)
-            );
+            assert_eq!(unwrap_data_key(&master, &bad).err(), Some(CryptoError::AuthenticationFailed));
         }
         let mut future = wrapped;
         future.version = 2;
-        assert!(matches!(
-            unwrap_data_key(&master, &future),
-            Err(CryptoError::UnknownVersion { version: 2, .. })
-        ));
+        assert!(matches!(unwrap_data_key(&master, &future), Err(CryptoError::UnknownVersion { version: 2, .. })));
     }
 }
