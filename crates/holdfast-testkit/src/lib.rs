@@ -7,6 +7,7 @@ pub mod process;
 mod wait;
 
 pub use cluster::{placement, TestCluster};
+
 pub use wait::wait_until;
 
 /// Installs a test log subscriber once (honours `RUST_LOG`).

@@ -88,7 +88,7 @@ pub async fn run(data_dir: Option<PathBuf>, base_port: u16) -> anyhow::Result<()
 }
 
 async fn load_samples(endpoints: &[String]) -> anyhow::Result<()> {
-    let client = holdfast_client::Client::connect(endpoints.to_vec()).await?;
+    let client = holdfast_client::Client::connect(endpoints.to_vec())?;
     for (registry, id, value) in SAMPLES {
         let options = holdfast_client::WriteOptions {
             actor: "demo-loader".into(),
