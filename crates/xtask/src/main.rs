@@ -2,8 +2,13 @@
 //!
 //! Each command is a short script over `cargo` and `apt-get`; it prints every
 //! step it takes, so a failure shows which step broke.
+//!
+//! Every cargo command xtask runs links the machine's prebuilt RocksDB (see
+//! `rocksdb`). For plain cargo commands to do the same, and so not rebuild
+//! RocksDB from source, run `eval "$(cargo xtask env)"` in the shell first.
 
 mod deps;
+mod rocksdb;
 mod run;
 
 use std::ffi::OsString;
@@ -12,13 +17,20 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::rocksdb::Prebuilt;
 use crate::run::{cargo, run_step, workspace_root};
+
+/// The target dir `env` suggests when none is set: the one .ci/run uses, so
+/// local and CI builds share their build output.
+const DEFAULT_TARGET_DIR: &str = "/var/tmp/holdfast-target";
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [args...]
 
 commands:
   deps             install the system packages the build needs (clang, libclang, protoc)
+                   and build RocksDB once for this machine
+  env              print `export ROCKSDB_LIB_DIR=...` for plain cargo: eval \"$(cargo xtask env)\"
   demo [args...]   build release binaries, then run `holdfast demo [args...]`
   test [args...]   build the binaries, then `cargo test --workspace [args...]`
   lint             `cargo fmt --check` and `cargo clippy -D warnings`
@@ -29,7 +41,8 @@ fn main() -> ExitCode {
     let command = args.next().and_then(|c| c.into_string().ok());
     let rest: Vec<OsString> = args.collect();
     let result = match command.as_deref() {
-        Some("deps") => deps::ensure_build_packages().map(|()| ExitCode::SUCCESS),
+        Some("deps") => prepare().map(|_| ExitCode::SUCCESS),
+        Some("env") => env(),
         Some("demo") => demo(&rest),
         Some("test") => test(&rest),
         Some("lint") => lint(),
@@ -52,8 +65,8 @@ fn main() -> ExitCode {
 /// Builds release binaries and replaces this process with `holdfast demo`, so
 /// Ctrl-C reaches the demo directly and stops the cluster it started.
 fn demo(args: &[OsString]) -> Result<ExitCode> {
-    deps::ensure_build_packages()?;
-    let status = run_step(cargo().args(["build", "--release", "-p", "holdfast", "-p", "holdfastctl"]))?;
+    let rocksdb = prepare()?;
+    let status = run_step(rocksdb.cargo().args(["build", "--release", "-p", "holdfast", "-p", "holdfastctl"]))?;
     if !status.success() {
         return Ok(exit_code_of(status));
     }
@@ -70,20 +83,23 @@ fn demo(args: &[OsString]) -> Result<ExitCode> {
 
 /// Builds the binaries first: integration tests spawn the real `holdfast` and
 /// `holdfastctl`, and `cargo test` does not build binaries of other packages.
+/// The whole workspace, not a `-p` subset: a subset unifies features
+/// differently, so `cargo test --workspace` would then rebuild shared crates.
 fn test(args: &[OsString]) -> Result<ExitCode> {
-    deps::ensure_build_packages()?;
-    let status = run_step(cargo().args(["build", "-p", "holdfast", "-p", "holdfastctl"]))?;
+    let rocksdb = prepare()?;
+    let status = run_step(rocksdb.cargo().args(["build", "--workspace", "--bins"]))?;
     if !status.success() {
         return Ok(exit_code_of(status));
     }
-    let status = run_step(cargo().args(["test", "--workspace"]).args(args))?;
+    let status = run_step(rocksdb.cargo().args(["test", "--workspace"]).args(args))?;
     Ok(exit_code_of(status))
 }
 
 /// Runs both checks even when the first fails, so one run reports everything.
 fn lint() -> Result<ExitCode> {
+    let rocksdb = prepare()?;
     let format = run_step(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    let clippy = run_step(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    let clippy = run_step(rocksdb.cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     match (format.success(), clippy.success()) {
         (true, true) => Ok(ExitCode::SUCCESS),
         (false, _) => {
@@ -96,13 +112,43 @@ fn lint() -> Result<ExitCode> {
 
 fn bench(args: &[OsString]) -> Result<ExitCode> {
     const BENCH_PACKAGE: &str = "holdfast-bench";
-    deps::ensure_build_packages()?;
+    let rocksdb = prepare()?;
     deps::ensure_etcd()?;
     if !workspace_packages()?.iter().any(|name| name == BENCH_PACKAGE) {
         bail!("package {BENCH_PACKAGE} is not in the workspace yet (it will live in bench/)");
     }
-    let status = run_step(cargo().args(["run", "--release", "-p", BENCH_PACKAGE, "--", "compare"]).args(args))?;
+    let status = run_step(rocksdb.cargo().args(["run", "--release", "-p", BENCH_PACKAGE, "--", "compare"]).args(args))?;
     Ok(exit_code_of(status))
+}
+
+/// What any build needs, in order: system packages (bindgen needs libclang
+/// even when RocksDB comes prebuilt), then the prebuilt RocksDB itself.
+fn prepare() -> Result<Prebuilt> {
+    deps::ensure_build_packages()?;
+    rocksdb::ensure()
+}
+
+/// Prints shell lines that give plain cargo commands what xtask's own get:
+/// the prebuilt RocksDB, and one shared target dir. Only the `export` line
+/// and a comment go to stdout, as the output is meant for `eval`; it never
+/// builds (that would hide a long build inside an eval).
+fn env() -> Result<ExitCode> {
+    let rocksdb = rocksdb::cached()?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_TARGET_DIR), PathBuf::from);
+    println!(
+        "export ROCKSDB_LIB_DIR={} ROCKSDB_STATIC=1 CARGO_TARGET_DIR={}",
+        shell_quote(rocksdb.dir()),
+        shell_quote(&target_dir)
+    );
+    println!("# apply with: eval \"$(cargo xtask env)\" -- then plain cargo links the prebuilt RocksDB");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Single-quoted for sh, so any path survives `eval`.
+fn shell_quote(path: &std::path::Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
 
 /// Where cargo puts build output, honouring CARGO_TARGET_DIR and config files:
