@@ -232,17 +232,19 @@ impl ProcessCluster {
     /// Waits until a running node reports a leader that it agrees with, and
     /// returns the leader's id.
     pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<NodeId> {
-        let running: Vec<String> = self.nodes.values().filter(|n| n.child.is_some()).map(|n| n.addr.clone()).collect();
-        wait_until("a leader in the process cluster", timeout, || async {
+        let running: BTreeMap<NodeId, String> =
+            self.nodes.iter().filter(|(_, n)| n.child.is_some()).map(|(id, n)| (*id, n.addr.clone())).collect();
+        wait_until("a running leader all running nodes agree on", timeout, || async {
             let mut leader = None;
-            for addr in &running {
+            for addr in running.values() {
                 let status = status_of(addr).await?;
                 if status.leader_id == 0 || leader.is_some_and(|l| l != status.leader_id) {
                     return None;
                 }
                 leader = Some(status.leader_id);
             }
-            leader
+            // Followers keep naming a killed leader until they elect anew.
+            leader.filter(|l| running.contains_key(l))
         })
         .await
     }
@@ -277,4 +279,17 @@ pub async fn status_of(addr: &str) -> Option<holdfast_proto::v1::StatusResponse>
     let mut request = tonic::Request::new(StatusRequest {});
     request.set_timeout(Duration::from_secs(2));
     Some(ClusterClient::new(channel).status(request).await.ok()?.into_inner())
+}
+
+/// Path of a workspace binary (`holdfast`, `holdfastctl`) built next to the
+/// running test executable (`target/<profile>/deps/..` → `target/<profile>/`).
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| anyhow::anyhow!("unexpected test executable path {}", exe.display()))?;
+    let path = profile_dir.join(name);
+    anyhow::ensure!(path.exists(), "{} not built; run `cargo build --workspace --bins` first", path.display());
+    Ok(path)
 }

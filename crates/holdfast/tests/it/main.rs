@@ -1,0 +1,5 @@
+//! Tests of the shipped binaries as users run them: `holdfast serve`
+//! processes from config files, and `holdfastctl` against them.
+
+mod t10_processes;
+mod t20_ctl;

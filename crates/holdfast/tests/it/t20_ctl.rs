@@ -1,0 +1,51 @@
+//! `holdfastctl` against a running cluster: the commands of the README tour,
+//! JSON output, and one-line errors with a non-zero exit.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use holdfast_testkit::process::{reference_topology, workspace_binary, NodeOptions, ProcessCluster};
+
+fn ctl(endpoints: &str, args: &[&str]) -> anyhow::Result<Output> {
+    Ok(Command::new(workspace_binary("holdfastctl")?).env("HOLDFAST_ENDPOINTS", endpoints).args(args).output()?)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn ctl_tour_works_and_errors_are_one_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // One node per region (n1 ua-kyiv, n3 ua-lviv, n4 eu-frankfurt): three
+    // nodes with two in one region would break the placement rule.
+    let specs: Vec<_> = reference_topology().into_iter().filter(|s| [1, 3, 4].contains(&s.id)).collect();
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_holdfast"));
+    let mut cluster = ProcessCluster::configure(&binary, dir.path(), &specs, None, |_| NodeOptions::default())?;
+    cluster.start_all()?;
+    cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let endpoints = cluster.endpoints().join(",");
+
+    let out = ctl(&endpoints, &["put", "population", "UA-7", "{\"name\":\"Oksana\"}", "--reason", "birth"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ctl(&endpoints, &["get", "population", "UA-7"])?;
+    assert!(stdout(&out).contains("Oksana"));
+    let out = ctl(&endpoints, &["-w", "json", "history", "population", "UA-7"])?;
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(json["revisions"].as_array().map(|a| a.len()), Some(1), "{json}");
+    let out = ctl(&endpoints, &["member", "list"])?;
+    assert!(stdout(&out).contains("ua-lviv"));
+    let out = ctl(&endpoints, &["endpoint", "status"])?;
+    assert!(out.status.success() && stdout(&out).contains("leader"));
+
+    let out = ctl(&endpoints, &["get", "population", "UA-nobody"])?;
+    assert!(!out.status.success());
+    let out = ctl(&endpoints, &["put", "Bad Registry", "x", "y"])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("malformed"), "{stderr}");
+    cluster.stop_all().await?;
+    Ok(())
+}
