@@ -8,9 +8,10 @@ use crate::pool::Pool;
 
 /// How long one attempt of a call may take unless configured otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Retries after the first attempt. With the backoff capped at one second
-/// this rides out a typical leader election (a few seconds) before giving up.
-pub const DEFAULT_MAX_RETRIES: u32 = 6;
+/// Retries after the first attempt. With the backoff doubling from 50 ms to
+/// a cap of one second (jittered), twelve retries span roughly 4 to 8
+/// seconds: enough to ride out a leader election after a leader is lost.
+pub const DEFAULT_MAX_RETRIES: u32 = 12;
 /// Membership changes wait for a learner to catch up, which can take much
 /// longer than a record write.
 pub const DEFAULT_MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);

@@ -71,6 +71,10 @@ impl Client {
         // Whether an attempt before the current one may have been applied.
         let mut earlier_unknown = false;
         let mut attempts: u32 = 0;
+        // Endpoints that could not be reached during this call: a leader hint
+        // naming one of them is stale (the cluster has not elected anew yet),
+        // so following it waits for the backoff instead of spinning.
+        let mut unreachable: Vec<usize> = Vec::new();
         loop {
             let target = self.pool.pick(follow);
             attempts = attempts.saturating_add(1);
@@ -87,7 +91,10 @@ impl Client {
                 Ok(Err(status)) => ClientError::from_status(&status, endpoint),
                 Err(_elapsed) => ClientError::Timeout { endpoint: endpoint.to_owned(), timeout: policy.timeout },
             };
-            let pause = self.reroute(&error, &target, follow);
+            if matches!(error, ClientError::Connect { .. } | ClientError::Transport { .. } | ClientError::Timeout { .. }) {
+                unreachable.push(target.index);
+            }
+            let pause = self.reroute(&error, &target, follow, &unreachable);
             if !should_retry(&error, &policy, self.config.follow_leader, attempts) {
                 let exhausted = attempts > policy.max_retries;
                 return Err(conclude(error, attempts, earlier_unknown, exhausted));
@@ -102,11 +109,13 @@ impl Client {
 
     /// Updates the endpoint set after a failure on `target`; returns whether
     /// the next attempt should wait first.
-    fn reroute(&self, error: &ClientError, target: &Target, follow: bool) -> bool {
+    fn reroute(&self, error: &ClientError, target: &Target, follow: bool, unreachable: &[usize]) -> bool {
         match error {
             ClientError::NotLeader { leader: Some(hint), .. } if follow => match self.pool.follow_hint(hint) {
                 // A fresh hint: go straight to the leader.
-                Some(index) if index != target.index => false,
+                Some(index) if index != target.index && !unreachable.contains(&index) => false,
+                // A hint naming a node this call could not reach: wait.
+                Some(index) if index != target.index => true,
                 // A node naming itself while refusing, or an unusable hint:
                 // its view is stale, so try elsewhere after a pause.
                 _ => {

@@ -24,11 +24,12 @@ async fn reference_cluster_survives_kill_of_leader_and_term_drains() -> anyhow::
     let opts = || WriteOptions { reason: "test".into(), ..Default::default() };
     let before = client.put("population", "UA-1", "before", opts()).await?;
 
+    // Write straight after the kill: the client must ride out the election.
     cluster.kill(leader)?;
-    let new_leader = cluster.wait_for_leader(TIMEOUT).await?;
-    assert_ne!(new_leader, leader);
     let after = client.put("population", "UA-1", "after", opts()).await?;
     assert!(after.revision > before.revision);
+    let new_leader = cluster.wait_for_leader(TIMEOUT).await?;
+    assert_ne!(new_leader, leader);
 
     // SIGTERM drains and exits 0; the node comes back with its data.
     let follower = reference_topology().iter().map(|s| s.id).find(|id| *id != new_leader && *id != leader).unwrap_or(1);
