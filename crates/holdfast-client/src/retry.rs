@@ -91,7 +91,10 @@ impl Client {
                 Ok(Err(status)) => ClientError::from_status(&status, endpoint),
                 Err(_elapsed) => ClientError::Timeout { endpoint: endpoint.to_owned(), timeout: policy.timeout },
             };
-            if matches!(error, ClientError::Connect { .. } | ClientError::Transport { .. } | ClientError::Timeout { .. }) {
+            if matches!(
+                error,
+                ClientError::Connect { .. } | ClientError::Transport { .. } | ClientError::Timeout { .. }
+            ) {
                 unreachable.push(target.index);
             }
             let pause = self.reroute(&error, &target, follow, &unreachable);

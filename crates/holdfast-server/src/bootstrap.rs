@@ -80,7 +80,8 @@ async fn peers_are_fresh(config: &NodeConfig) -> Option<bool> {
 
 /// Whether a peer reports Raft state; `None` if it does not answer.
 async fn peer_has_state(addr: &str) -> Option<bool> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect_timeout(Duration::from_secs(1));
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect_timeout(Duration::from_secs(1));
     let channel = endpoint.connect().await.ok()?;
     let mut client = ClusterClient::new(channel);
     let mut request = tonic::Request::new(StatusRequest {});

@@ -46,7 +46,11 @@ impl ClusterService {
     }
 
     /// Voters (with placement) after a change, for the placement check.
-    fn voters_with(&self, add: Option<NodeId>, remove: Option<NodeId>) -> Result<Vec<(NodeId, Placement)>, ServerError> {
+    fn voters_with(
+        &self,
+        add: Option<NodeId>,
+        remove: Option<NodeId>,
+    ) -> Result<Vec<(NodeId, Placement)>, ServerError> {
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let mut ids: BTreeSet<NodeId> = membership.voter_ids().collect();
@@ -81,7 +85,11 @@ fn placement_from_pb(p: Option<pb::Placement>) -> Result<Placement, ServerError>
     if p.region.is_empty() {
         return Err(ServerError::InvalidArgument("placement.region is required".into()));
     }
-    let jurisdiction = if p.jurisdiction.is_empty() { Default::default() } else { p.jurisdiction.parse().map_err(ServerError::InvalidArgument)? };
+    let jurisdiction = if p.jurisdiction.is_empty() {
+        Default::default()
+    } else {
+        p.jurisdiction.parse().map_err(ServerError::InvalidArgument)?
+    };
     Ok(Placement { region: p.region, zone: p.zone, provider: p.provider, jurisdiction })
 }
 
@@ -132,7 +140,10 @@ impl Cluster for ClusterService {
         }))
     }
 
-    async fn add_learner(&self, request: Request<pb::AddLearnerRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+    async fn add_learner(
+        &self,
+        request: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
         let req = request.into_inner();
         let run = async {
             if req.id == 0 || req.addr.is_empty() {
@@ -141,7 +152,9 @@ impl Cluster for ClusterService {
             let node = NodeInfo { addr: req.addr, placement: placement_from_pb(req.placement)? };
             match tokio::time::timeout(ADD_LEARNER_TIMEOUT, self.raft.add_learner(req.id, node, true)).await {
                 Ok(result) => result?,
-                Err(_) => return Err(ServerError::Timeout("the learner did not catch up in time; it stays a learner".into())),
+                Err(_) => {
+                    return Err(ServerError::Timeout("the learner did not catch up in time; it stays a learner".into()))
+                }
             };
             Ok(pb::MembershipResponse { members: self.members() })
         };

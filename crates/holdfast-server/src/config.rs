@@ -91,7 +91,9 @@ impl NodeConfig {
             return Err(ConfigError::SelfNotMember(self.id));
         }
         let t = &self.raft;
-        if t.election_timeout_min_ms <= t.heartbeat_interval_ms || t.election_timeout_min_ms >= t.election_timeout_max_ms {
+        if t.election_timeout_min_ms <= t.heartbeat_interval_ms
+            || t.election_timeout_min_ms >= t.election_timeout_max_ms
+        {
             return Err(ConfigError::Timings);
         }
         Ok(())

@@ -59,7 +59,9 @@ impl From<RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>> for ServerError
     fn from(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Self {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ServerError::from_forward(&f),
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ServerError::InvalidArgument(c.to_string()),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+                ServerError::InvalidArgument(c.to_string())
+            }
             RaftError::Fatal(f) => ServerError::Raft(f.to_string()),
         }
     }

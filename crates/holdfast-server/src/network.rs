@@ -70,7 +70,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
         let addr = self.overrides.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
         let client = self.channel(&addr).map(|ch| {
-            RaftClient::new(ch).max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX).max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+            RaftClient::new(ch)
+                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
         });
         PeerClient { target, addr, client }
     }
@@ -112,7 +114,12 @@ impl std::fmt::Display for Message {
 impl std::error::Error for Message {}
 
 impl PeerClient {
-    async fn call<Req, Resp, E>(&mut self, kind: Rpc, req: &Req, timeout: Duration) -> Result<Result<Resp, E>, CallError>
+    async fn call<Req, Resp, E>(
+        &mut self,
+        kind: Rpc,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Result<Resp, E>, CallError>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -140,7 +147,8 @@ impl PeerClient {
             Ok(Err(status)) => return Err(CallError::Network(format!("{kind} to {}: {status}", self.addr))),
             Ok(Ok(reply)) => reply.into_inner(),
         };
-        decode::<Result<Resp, E>>(&reply.payload).map_err(|e| CallError::Network(format!("bad reply from {}: {e}", self.addr)))
+        decode::<Result<Resp, E>>(&reply.payload)
+            .map_err(|e| CallError::Network(format!("bad reply from {}: {e}", self.addr)))
     }
 }
 
@@ -169,7 +177,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>> {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>>
+    {
         let target = self.target;
         match self.call::<_, _, RaftError<NodeId, InstallSnapshotError>>(Rpc::Snapshot, &rpc, option.hard_ttl()).await {
             Ok(Ok(resp)) => Ok(resp),

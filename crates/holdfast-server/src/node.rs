@@ -78,7 +78,8 @@ impl Node {
             .map_err(|e| ServerError::Raft(e.to_string()))??;
         let state_machine = store.state_machine().await?;
         let view = state_machine.read_view();
-        let network = Network::new(config.peer_addr_overrides.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
+        let network =
+            Network::new(config.peer_addr_overrides.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
         let raft = Raft::new(config.id, raft_config(&config)?, network, store.log_store(), state_machine)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
@@ -164,7 +165,9 @@ async fn serve(
         )
         .add_service(ClusterServer::new(cluster))
         .add_service(
-            RaftServer::new(raft_rpc).max_decoding_message_size(64 * 1024 * 1024).max_encoding_message_size(64 * 1024 * 1024),
+            RaftServer::new(raft_rpc)
+                .max_decoding_message_size(64 * 1024 * 1024)
+                .max_encoding_message_size(64 * 1024 * 1024),
         )
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -34,7 +34,8 @@ impl RaftService {
                 )));
             }
         }
-        decode(&request.into_inner().payload).map_err(|e| Status::invalid_argument(format!("malformed raft message: {e}")))
+        decode(&request.into_inner().payload)
+            .map_err(|e| Status::invalid_argument(format!("malformed raft message: {e}")))
     }
 }
 

@@ -48,7 +48,9 @@ impl RegistryService {
             CommandResult::Written { revision } => Ok((revision, duplicate)),
             CommandResult::Conflict { current } => Err(ServerError::Conflict { current }),
             CommandResult::NotFound => Err(ServerError::NotFound("no such record".into())),
-            CommandResult::None | CommandResult::Duplicate(_) => Err(ServerError::Raft("unexpected apply result".into())),
+            CommandResult::None | CommandResult::Duplicate(_) => {
+                Err(ServerError::Raft("unexpected apply result".into()))
+            }
         }
     }
 
@@ -154,7 +156,8 @@ impl Registry for RegistryService {
             self.read_barrier(req.consistency).await?;
             let record = self.codec.storage_record(&registry, &req.record_id);
             let page = self.view.history(registry.clone(), record, req.after_revision, limit).await?;
-            let revisions = page.versions.into_iter().map(|v| self.to_revision(&registry, v)).collect::<Result<_, _>>()?;
+            let revisions =
+                page.versions.into_iter().map(|v| self.to_revision(&registry, v)).collect::<Result<_, _>>()?;
             Ok(pb::HistoryResponse {
                 revisions,
                 next_after_revision: page.next_after.unwrap_or(0),

@@ -59,7 +59,12 @@ impl<'a> ApplyBatch<'a> {
         Ok(())
     }
 
-    fn write_version(&mut self, registry: &RegistryName, record: &[u8], version: RecordVersion) -> Result<(), StorageError> {
+    fn write_version(
+        &mut self,
+        registry: &RegistryName,
+        record: &[u8],
+        version: RecordVersion,
+    ) -> Result<(), StorageError> {
         let key = record_key(registry, record);
         let bytes = encode(&version).map_err(StorageError::corrupt("record"))?;
         self.batch.put_cf(self.store.cf(CF_HISTORY), history_key(registry, record, version.revision), &bytes);
@@ -74,7 +79,11 @@ impl<'a> ApplyBatch<'a> {
     }
 
     /// Applies one command at `revision` (its log index) and returns its result.
-    pub(crate) fn apply_command(&mut self, revision: Revision, command: &Command) -> Result<CommandResult, StorageError> {
+    pub(crate) fn apply_command(
+        &mut self,
+        revision: Revision,
+        command: &Command,
+    ) -> Result<CommandResult, StorageError> {
         let meta = command.meta();
         if !meta.request_id.is_empty() {
             if let Some(first) = self.remembered(&meta.request_id)? {
@@ -88,7 +97,11 @@ impl<'a> ApplyBatch<'a> {
                     Some(conflict) => conflict,
                     None => {
                         let create_revision = current.map_or(revision, |c| c.create_revision);
-                        self.write_version(registry, record, version(revision, Some(value.clone()), create_revision, meta))?;
+                        self.write_version(
+                            registry,
+                            record,
+                            version(revision, Some(value.clone()), create_revision, meta),
+                        )?;
                         CommandResult::Written { revision }
                     }
                 }
@@ -100,7 +113,11 @@ impl<'a> ApplyBatch<'a> {
                     Some(current) => match check_condition(Some(&current), *if_revision) {
                         Some(conflict) => conflict,
                         None => {
-                            self.write_version(registry, record, version(revision, None, current.create_revision, meta))?;
+                            self.write_version(
+                                registry,
+                                record,
+                                version(revision, None, current.create_revision, meta),
+                            )?;
                             CommandResult::Written { revision }
                         }
                     },

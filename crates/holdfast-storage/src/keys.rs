@@ -23,7 +23,8 @@ pub const CF_REQUESTS: &str = "requests";
 /// Revision (u64 BE) → request id, to forget the oldest ids first.
 pub const CF_REQUEST_ORDER: &str = "request_order";
 
-pub const ALL_CFS: [&str; 7] = [CF_LOG, CF_RAFT_META, CF_SM_META, CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER];
+pub const ALL_CFS: [&str; 7] =
+    [CF_LOG, CF_RAFT_META, CF_SM_META, CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER];
 
 /// Column families that make up the state machine's data, in snapshot order.
 /// The tag of each is its position + 1. Do not reorder.

@@ -28,7 +28,11 @@ impl LogStore {
         Self { store }
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8], what: &'static str) -> Result<Option<T>, StorageError> {
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<T>, StorageError> {
         match self.store.db.get_cf(self.store.cf(CF_RAFT_META), key)? {
             Some(bytes) => Ok(Some(decode(&bytes).map_err(StorageError::corrupt(what))?)),
             None => Ok(None),

@@ -74,7 +74,9 @@ impl ReadView {
     /// Waits until the state machine has applied at least `revision`.
     pub async fn wait_applied(&self, revision: Revision) -> Result<(), StorageError> {
         let mut rx = self.applied_rx.clone();
-        rx.wait_for(|applied| *applied >= revision).await.map_err(|_| StorageError::Task("state machine closed".into()))?;
+        rx.wait_for(|applied| *applied >= revision)
+            .await
+            .map_err(|_| StorageError::Task("state machine closed".into()))?;
         Ok(())
     }
 
@@ -98,7 +100,8 @@ impl ReadView {
                 Some(at) => {
                     let prefix = record_key(&registry, &record);
                     let seek = history_key(&registry, &record, at);
-                    let mut iter = view.iterator_cf(store.cf(CF_HISTORY), IteratorMode::From(&seek, Direction::Reverse));
+                    let mut iter =
+                        view.iterator_cf(store.cf(CF_HISTORY), IteratorMode::From(&seek, Direction::Reverse));
                     match iter.next().transpose()? {
                         Some((key, value)) if key.len() == prefix.len() + 8 && key.starts_with(&prefix) => {
                             Some(decode_version(&value)?)

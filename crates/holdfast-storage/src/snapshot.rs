@@ -90,7 +90,11 @@ pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageErr
         Some(b) => decode(&b).map_err(StorageError::corrupt("membership"))?,
         None => StoredMembership::default(),
     };
-    let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id: new_snapshot_id(last_applied) };
+    let meta = SnapshotMeta {
+        last_log_id: last_applied,
+        last_membership: membership,
+        snapshot_id: new_snapshot_id(last_applied),
+    };
 
     let dir = store.snapshot_dir();
     let final_path = dir.join(file_name(&meta));

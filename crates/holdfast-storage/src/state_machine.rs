@@ -82,9 +82,8 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
         let store = self.store.clone();
-        let (meta, path) = blocking(move || snapshot::build(&store))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let (meta, path) =
+            blocking(move || snapshot::build(&store)).await.map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
         let file = tokio::fs::File::open(&path).await.map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(Snapshot { meta, snapshot: Box::new(file) })
@@ -166,7 +165,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), RaftStorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), RaftStorageError> {
         let store = self.store.clone();
         let received = snapshot.into_std().await;
         let meta_in = meta.clone();
@@ -190,9 +193,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
         let store = self.store.clone();
-        let current = blocking(move || snapshot::current(&store))
-            .await
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let current =
+            blocking(move || snapshot::current(&store)).await.map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         match current {
             Some((meta, path)) => {
                 let file = tokio::fs::File::open(&path).await.map_err(|e| StorageIOError::read_snapshot(None, &e))?;

@@ -25,7 +25,10 @@ pub struct NodeSpec {
 }
 
 fn spec(id: NodeId, region: &str, zone: &str, provider: &str, jurisdiction: Jurisdiction) -> NodeSpec {
-    NodeSpec { id, placement: Placement { region: region.into(), zone: zone.into(), provider: provider.into(), jurisdiction } }
+    NodeSpec {
+        id,
+        placement: Placement { region: region.into(), zone: zone.into(), provider: provider.into(), jurisdiction },
+    }
 }
 
 /// The reference topology: 5 voters in 4 regions; no region holds half.
@@ -112,7 +115,13 @@ impl ProcessCluster {
         }
         let mut members = String::new();
         for s in specs {
-            writeln!(members, "\n[[initial_members]]\nid = {}\naddr = {:?}\nplacement = {}", s.id, addrs[&s.id], placement_toml(&s.placement))?;
+            writeln!(
+                members,
+                "\n[[initial_members]]\nid = {}\naddr = {:?}\nplacement = {}",
+                s.id,
+                addrs[&s.id],
+                placement_toml(&s.placement)
+            )?;
         }
         let mut nodes = BTreeMap::new();
         for s in specs {
@@ -129,7 +138,8 @@ impl ProcessCluster {
             );
             if !opts.peer_addr_overrides.is_empty() {
                 text.push_str("peer_addr_overrides = { ");
-                let pairs: Vec<String> = opts.peer_addr_overrides.iter().map(|(id, a)| format!("\"{id}\" = {a:?}")).collect();
+                let pairs: Vec<String> =
+                    opts.peer_addr_overrides.iter().map(|(id, a)| format!("\"{id}\" = {a:?}")).collect();
                 text.push_str(&pairs.join(", "));
                 text.push_str(" }\n");
             }
@@ -137,7 +147,17 @@ impl ProcessCluster {
             text.push_str(&members);
             std::fs::write(&config_path, text)?;
             let log_path = root.join(format!("n{}.log", s.id));
-            nodes.insert(s.id, ProcessNode { spec: s.clone(), addr: addrs[&s.id].clone(), config_path, data_dir, log_path, child: None });
+            nodes.insert(
+                s.id,
+                ProcessNode {
+                    spec: s.clone(),
+                    addr: addrs[&s.id].clone(),
+                    config_path,
+                    data_dir,
+                    log_path,
+                    child: None,
+                },
+            );
         }
         Ok(Self { binary: binary.to_path_buf(), root: root.to_path_buf(), nodes })
     }
@@ -182,7 +202,8 @@ impl ProcessCluster {
     }
 
     fn signal(&self, id: NodeId, sig: Signal) -> anyhow::Result<()> {
-        let pid = self.nodes.get(&id).and_then(|n| n.pid()).ok_or_else(|| anyhow::anyhow!("node {id} is not running"))?;
+        let pid =
+            self.nodes.get(&id).and_then(|n| n.pid()).ok_or_else(|| anyhow::anyhow!("node {id} is not running"))?;
         kill(Pid::from_raw(pid as i32), sig)?;
         Ok(())
     }
@@ -200,7 +221,11 @@ impl ProcessCluster {
     pub async fn stop(&mut self, id: NodeId) -> anyhow::Result<Option<i32>> {
         self.signal(id, Signal::SIGCONT).ok();
         self.signal(id, Signal::SIGTERM)?;
-        let mut child = self.nodes.get_mut(&id).and_then(|n| n.child.take()).ok_or_else(|| anyhow::anyhow!("node {id} not running"))?;
+        let mut child = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|n| n.child.take())
+            .ok_or_else(|| anyhow::anyhow!("node {id} not running"))?;
         let status = tokio::task::spawn_blocking(move || child.wait()).await??;
         Ok(status.code())
     }
@@ -274,7 +299,9 @@ impl Drop for ProcessCluster {
 
 /// A node's status over gRPC, or `None` if it does not answer in time.
 pub async fn status_of(addr: &str) -> Option<holdfast_proto::v1::StatusResponse> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect_timeout(Duration::from_millis(500));
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(500));
     let channel = endpoint.connect().await.ok()?;
     let mut request = tonic::Request::new(StatusRequest {});
     request.set_timeout(Duration::from_secs(2));

@@ -29,16 +29,13 @@ pub enum CodecError {
 fn config() -> impl bincode::config::Config {
     // Fixed-width integers keep encodings stable and easy to inspect; a limit
     // stops a corrupted length prefix from allocating gigabytes.
-    bincode::config::standard()
-        .with_fixed_int_encoding()
-        .with_limit::<{ 64 * 1024 * 1024 }>()
+    bincode::config::standard().with_fixed_int_encoding().with_limit::<{ 64 * 1024 * 1024 }>()
 }
 
 /// Encodes `value` as version byte + bincode.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = vec![FORMAT_V1];
-    bincode::serde::encode_into_std_write(value, &mut out, config())
-        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(out)
 }
 
@@ -49,8 +46,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     if version != FORMAT_V1 {
         return Err(CodecError::UnknownVersion(version));
     }
-    let (value, read) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let (value, read) =
+        bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if read != body.len() {
         return Err(CodecError::Trailing(body.len() - read));
     }

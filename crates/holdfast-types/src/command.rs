@@ -24,20 +24,9 @@ pub enum Command {
     /// Write a new revision of a record. `if_revision`: `Some(0)` means the
     /// record must not exist (or be deleted); `Some(n)` means its latest live
     /// revision must be `n`.
-    Put {
-        registry: RegistryName,
-        record: Vec<u8>,
-        value: Vec<u8>,
-        if_revision: Option<Revision>,
-        meta: WriteMeta,
-    },
+    Put { registry: RegistryName, record: Vec<u8>, value: Vec<u8>, if_revision: Option<Revision>, meta: WriteMeta },
     /// Write a tombstone revision; history stays readable.
-    Delete {
-        registry: RegistryName,
-        record: Vec<u8>,
-        if_revision: Option<Revision>,
-        meta: WriteMeta,
-    },
+    Delete { registry: RegistryName, record: Vec<u8>, if_revision: Option<Revision>, meta: WriteMeta },
 }
 
 impl Command {

@@ -111,7 +111,8 @@ fn print_table(nodes: &[NodeEntry], leader: u64) {
 }
 
 fn print_tour(endpoints: &[String], file: &ClusterFile) {
-    let pid = |id: u64| file.nodes.iter().find(|n| n.id == id).and_then(|n| n.pid).map_or("?".into(), |p| p.to_string());
+    let pid =
+        |id: u64| file.nodes.iter().find(|n| n.id == id).and_then(|n| n.pid).map_or("?".into(), |p| p.to_string());
     println!();
     println!("Loaded {} sample records into 'population' and 'passports'. Try:", SAMPLES.len());
     println!();

@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. `RUST_LOG` wins over the configured level.
 pub fn init(format: &str, level: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never in log files.
         .with_ansi(std::io::stderr().is_terminal());
     let result = match format {

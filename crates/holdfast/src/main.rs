@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "holdfast", version, about = "A Raft-replicated, encrypted registry that survives the loss of any region")]
+#[command(
+    name = "holdfast",
+    version,
+    about = "A Raft-replicated, encrypted registry that survives the loss of any region"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -58,7 +58,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     crate::logging::init(&file.log.format, &file.log.level)?;
     let config = file.to_node_config()?;
-    let listener = TcpListener::bind(&file.listen).await.with_context(|| format!("cannot listen on {}", file.listen))?;
+    let listener =
+        TcpListener::bind(&file.listen).await.with_context(|| format!("cannot listen on {}", file.listen))?;
     let mut term = signal(SignalKind::terminate())?;
     let node = Node::start(config, listener).await?;
     tokio::select! {

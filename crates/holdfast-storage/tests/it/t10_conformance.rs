@@ -8,9 +8,7 @@ use openraft::testing::{StoreBuilder, Suite};
 struct TempStoreBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for TempStoreBuilder {
-    async fn build(
-        &self,
-    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), openraft::StorageError<u64>> {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), openraft::StorageError<u64>> {
         let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
         let store = Store::open(dir.path()).map_err(|e| openraft::StorageIOError::write(&e))?;
         let sm = store.state_machine().await.map_err(|e| openraft::StorageIOError::write(&e))?;
@@ -19,6 +17,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
 }
 
 #[test]
-fn openraft_suite_passes() -> Result<(), openraft::StorageError<u64>> {
-    Suite::test_all(TempStoreBuilder)
+fn openraft_suite_passes() {
+    if let Err(e) = Suite::test_all(TempStoreBuilder) {
+        panic!("storage conformance failed: {e}");
+    }
 }

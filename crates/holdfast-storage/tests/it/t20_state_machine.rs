@@ -7,7 +7,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
 
 fn reg() -> RegistryName {
-    RegistryName::parse("population").unwrap()
+    RegistryName::parse("population").expect("valid name")
 }
 
 fn meta(request_id: &str) -> WriteMeta {
@@ -73,7 +73,8 @@ async fn state_survives_reopen_and_snapshot_moves_it() {
     {
         let store = Store::open(dir.path()).unwrap();
         let mut sm = store.state_machine().await.unwrap();
-        let entries: Vec<Entry> = (1..=50).map(|i| entry(i, put(&format!("rec-{i}"), "x", None, &format!("q{i}")))).collect();
+        let entries: Vec<Entry> =
+            (1..=50).map(|i| entry(i, put(&format!("rec-{i}"), "x", None, &format!("q{i}")))).collect();
         sm.apply(entries).await.unwrap();
         digest_before = sm.read_view().digest().await.unwrap();
     }

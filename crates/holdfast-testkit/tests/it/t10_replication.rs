@@ -32,7 +32,8 @@ async fn three_nodes_elect_replicate_and_read_everywhere() -> anyhow::Result<()>
     }
 
     // The past stays readable, with who and why.
-    let past = c.get("population", "UA-1", ReadOptions { at_revision: Some(first.revision), ..Default::default() }).await?;
+    let past =
+        c.get("population", "UA-1", ReadOptions { at_revision: Some(first.revision), ..Default::default() }).await?;
     assert_eq!(past.expect("past revision").value.as_deref(), Some(&b"v1"[..]));
     let history = c.history("population", "UA-2", 0, 10).await?;
     assert_eq!(history.revisions.len(), 2);

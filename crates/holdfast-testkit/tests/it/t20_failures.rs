@@ -15,7 +15,10 @@ async fn leader_loss_elects_new_leader_and_keeps_acked_writes() -> anyhow::Resul
     let c = client(cluster.endpoints());
     let mut acked = Vec::new();
     for i in 0..20 {
-        acked.push((format!("P-{i}"), c.put("passports", format!("P-{i}"), format!("v{i}"), opts("issue")).await?.revision));
+        acked.push((
+            format!("P-{i}"),
+            c.put("passports", format!("P-{i}"), format!("v{i}"), opts("issue")).await?.revision,
+        ));
     }
     let stopped_at = Instant::now();
     cluster.stop(leader).await?;

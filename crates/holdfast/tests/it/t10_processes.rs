@@ -17,7 +17,8 @@ fn holdfast() -> PathBuf {
 #[tokio::test]
 async fn reference_cluster_survives_kill_of_leader_and_term_drains() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut cluster = ProcessCluster::configure(&holdfast(), dir.path(), &reference_topology(), None, |_| NodeOptions::default())?;
+    let mut cluster =
+        ProcessCluster::configure(&holdfast(), dir.path(), &reference_topology(), None, |_| NodeOptions::default())?;
     cluster.start_all()?;
     let leader = cluster.wait_for_leader(TIMEOUT).await?;
     let client = Client::builder(cluster.endpoints()).timeout(Duration::from_secs(5)).build()?;
@@ -59,7 +60,10 @@ fn bad_config_exits_non_zero_with_one_line() -> anyhow::Result<()> {
     assert!(stderr.contains("missing.toml"), "{stderr}");
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"x\"\nplacement = { region = \"a\" }\nunknown_key = 3\n")?;
+    std::fs::write(
+        &bad,
+        "id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"x\"\nplacement = { region = \"a\" }\nunknown_key = 3\n",
+    )?;
     let out = Command::new(holdfast()).args(["serve", "--config"]).arg(&bad).output()?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

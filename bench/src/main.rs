@@ -1,0 +1,3 @@
+//! holdfast-bench: benchmark against etcd (work in progress).
+
+fn main() {}

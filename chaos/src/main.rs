@@ -1,0 +1,3 @@
+//! holdfast-chaos: chaos harness (work in progress).
+
+fn main() {}
