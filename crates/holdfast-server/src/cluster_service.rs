@@ -8,11 +8,13 @@ use holdfast_proto::v1 as pb;
 use holdfast_proto::v1::cluster_server::Cluster;
 use holdfast_storage::ReadView;
 use holdfast_types::topology::{check_voters, survival};
-use holdfast_types::{NodeId, NodeInfo, Placement, Raft};
+use holdfast_types::{Command, NodeId, NodeInfo, Placement, Raft};
 use openraft::{ChangeMembers, ServerState};
 use tonic::{Request, Response, Status};
 
+use crate::crypto::Crypto;
 use crate::error::{to_status, ServerError};
+use crate::records::RecordCodec;
 
 /// How long AddLearner waits for the learner to catch up before answering.
 const ADD_LEARNER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -23,11 +25,46 @@ pub struct ClusterService {
     info: NodeInfo,
     raft: Raft,
     view: ReadView,
+    codec: RecordCodec,
 }
 
 impl ClusterService {
-    pub fn new(id: NodeId, info: NodeInfo, raft: Raft, view: ReadView) -> Self {
-        Self { id, info, raft, view }
+    pub fn new(id: NodeId, info: NodeInfo, raft: Raft, view: ReadView, codec: RecordCodec) -> Self {
+        Self { id, info, raft, view, codec }
+    }
+
+    /// Counts stored revisions by the key sealing them (a full scan).
+    async fn key_status(&self) -> Result<pb::KeyStatusResponse, ServerError> {
+        let RecordCodec::Sealed(_) = &self.codec else {
+            return Ok(pb::KeyStatusResponse { encrypted: false, ..Default::default() });
+        };
+        let state = self.view.keyring().borrow().clone();
+        let current = state.current.unwrap_or(0);
+        let mut counts: std::collections::BTreeMap<u32, u64> = state.wrapped.keys().map(|id| (*id, 0)).collect();
+        let mut cursor = None;
+        loop {
+            let batch = self.view.versions(cursor.take(), 1024).await?;
+            for stored in &batch.versions {
+                if let Some(id) = stored.version.value.as_deref().and_then(Crypto::key_id_of) {
+                    *counts.entry(id).or_insert(0) += 1;
+                }
+            }
+            match batch.resume {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let revisions_to_reseal = counts.iter().filter(|(id, _)| **id != current).map(|(_, n)| n).sum();
+        Ok(pb::KeyStatusResponse {
+            encrypted: true,
+            current_key_id: current,
+            keys: counts
+                .into_iter()
+                .map(|(id, revisions)| pb::KeyInfo { id, current: id == current, revisions })
+                .collect(),
+            revisions_to_reseal,
+            applied_revision: self.view.applied(),
+        })
     }
 
     fn members(&self) -> Vec<pb::Member> {
@@ -172,6 +209,34 @@ impl Cluster for ClusterService {
             Ok(pb::MembershipResponse { members: self.members() })
         };
         run.await.map(Response::new).map_err(to_status)
+    }
+
+    async fn rotate_key(
+        &self,
+        _request: Request<pb::RotateKeyRequest>,
+    ) -> Result<Response<pb::KeyStatusResponse>, Status> {
+        let run = async {
+            let RecordCodec::Sealed(crypto) = &self.codec else {
+                return Err(ServerError::InvalidArgument(
+                    "this node stores plaintext; there is no key to rotate".into(),
+                ));
+            };
+            // Only the leader proposes; a follower answers with the leader hint.
+            self.raft.ensure_linearizable().await?;
+            let next = self.view.keyring().borrow().wrapped.keys().max().map_or(1, |id| id + 1);
+            let wrapped = crypto.new_wrapped_key(next)?;
+            self.raft.client_write(Command::AddDataKey { key_id: next, wrapped }).await?;
+            tracing::info!(key_id = next, "rotated the data key");
+            self.key_status().await
+        };
+        run.await.map(Response::new).map_err(to_status)
+    }
+
+    async fn key_status(
+        &self,
+        _request: Request<pb::KeyStatusRequest>,
+    ) -> Result<Response<pb::KeyStatusResponse>, Status> {
+        ClusterService::key_status(self).await.map(Response::new).map_err(to_status)
     }
 
     async fn remove(&self, request: Request<pb::RemoveRequest>) -> Result<Response<pb::MembershipResponse>, Status> {

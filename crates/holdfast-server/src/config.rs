@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
+use holdfast_crypto::MasterKey;
 use holdfast_types::{NodeId, NodeInfo, Placement};
 
 /// Everything a node needs to run.
@@ -30,6 +33,12 @@ pub struct NodeConfig {
     /// UNSAFE, for testing the chaos checker only: serve LINEARIZABLE reads
     /// from local state without confirming leadership. Off by default.
     pub unsafe_local_reads: bool,
+    /// Where to serve Prometheus `GET /metrics` over plain HTTP (`host:port`,
+    /// port 0 picks one; see `Node::metrics_addr`). `None`: no metrics endpoint.
+    pub metrics_listen: Option<String>,
+    /// The cluster's master key. `None` stores ids and values in plaintext,
+    /// which only tests and explicit `insecure_plaintext` configs may do.
+    pub master_key: Option<Arc<MasterKey>>,
 }
 
 /// Raft timing and log-compaction settings.

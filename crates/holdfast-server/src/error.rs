@@ -38,6 +38,14 @@ pub enum ServerError {
     Config(#[from] crate::config::ConfigError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// Refused before proposing because the node cannot serve it yet.
+    #[error("not ready: {0}")]
+    NotReady(String),
+    /// A stored value failed verification: never returned as data.
+    #[error("stored value of registry {registry} at revision {revision} failed verification")]
+    DataLoss { registry: String, revision: u64 },
+    #[error("keys: {0}")]
+    Crypto(String),
 }
 
 impl ServerError {
@@ -109,6 +117,16 @@ pub fn to_status(err: ServerError) -> Status {
         ServerError::NotFound(_) => Status::not_found(err.to_string()),
         ServerError::Topology(_) => Status::failed_precondition(err.to_string()),
         ServerError::Timeout(_) => Status::deadline_exceeded(err.to_string()),
+        ServerError::NotReady(_) => {
+            let mut status = Status::unavailable(err.to_string());
+            insert(&mut status, NOT_PROPOSED_METADATA, "true");
+            status
+        }
+        ServerError::DataLoss { .. } => Status::data_loss(err.to_string()),
+        ServerError::Crypto(_) => {
+            tracing::error!(error = %err, "request failed on keys");
+            Status::internal(err.to_string())
+        }
         ServerError::Raft(_) => Status::unavailable(err.to_string()),
         ServerError::Storage(_) | ServerError::Io(_) => {
             tracing::error!(error = %err, "request failed in storage");

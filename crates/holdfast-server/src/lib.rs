@@ -5,12 +5,18 @@
 mod bootstrap;
 mod cluster_service;
 pub mod config;
+mod crypto;
 pub mod error;
+mod health;
+mod http;
+mod key_manager;
+mod metrics;
 mod network;
 mod node;
 mod raft_service;
 mod records;
 mod registry_service;
+mod request_metrics;
 
 pub use config::{ConfigError, NodeConfig, RaftTimings};
 pub use error::ServerError;

@@ -21,11 +21,17 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::bootstrap;
 use crate::cluster_service::ClusterService;
 use crate::config::NodeConfig;
+use crate::crypto::Crypto;
 use crate::error::ServerError;
+use crate::health;
+use crate::http;
+use crate::key_manager;
+use crate::metrics::NodeMetrics;
 use crate::network::Network;
 use crate::raft_service::RaftService;
 use crate::records::RecordCodec;
 use crate::registry_service::RegistryService;
+use crate::request_metrics::RequestMetricsLayer;
 
 /// A running node. Dropping it does not stop it; call [`Node::shutdown`].
 pub struct Node {
@@ -33,6 +39,7 @@ pub struct Node {
     raft: Raft,
     view: ReadView,
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shutdown_tx: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     background: Vec<JoinHandle<()>>,
@@ -72,6 +79,11 @@ impl Node {
             let voters: Vec<_> = config.initial_members.iter().map(|(id, n)| (*id, n.placement.clone())).collect();
             check_voters(&voters).map_err(|e| ServerError::Topology(e.to_string()))?;
         }
+        // Checked before the data dir is touched: a node given the wrong key
+        // refuses to start and changes nothing on disk.
+        if let Some(master) = &config.master_key {
+            check_key(&config.data_dir, master)?;
+        }
         let dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&dir))
             .await
@@ -86,14 +98,40 @@ impl Node {
 
         let local_addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let server = tokio::spawn(serve(&config, raft.clone(), view.clone(), listener, shutdown_rx.clone()).await?);
+        let metrics = NodeMetrics::new(raft.clone(), store.sync_latency());
+        let metrics_listener = match &config.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                ServerError::Io(std::io::Error::new(e.kind(), format!("cannot listen for metrics on {addr}: {e}")))
+            })?),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let codec = match &config.master_key {
+            Some(master) => RecordCodec::Sealed(Arc::new(Crypto::new((**master).clone(), view.keyring()))),
+            None => RecordCodec::Plain,
+        };
+        let server = tokio::spawn(
+            serve(&config, raft.clone(), view.clone(), codec.clone(), listener, &metrics, shutdown_rx.clone()).await?,
+        );
 
         let mut background = Vec::new();
+        background.push(tokio::spawn(metrics.clone().count_leader_changes(shutdown_rx.clone())));
+        if let Some(listener) = metrics_listener {
+            background.push(tokio::spawn(http::serve_metrics(listener, metrics.clone(), shutdown_rx.clone())));
+        }
+        if let RecordCodec::Sealed(crypto) = &codec {
+            background.push(tokio::spawn(key_manager::run(
+                raft.clone(),
+                view.clone(),
+                crypto.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
         if !config.initial_members.is_empty() {
             background.push(tokio::spawn(bootstrap::run(config.clone(), raft.clone(), shutdown_rx.clone())));
         }
         tracing::info!(id = config.id, addr = %local_addr, region = %config.placement.region, "node started");
-        Ok(Node { config, raft, view, local_addr, shutdown_tx, server, background })
+        Ok(Node { config, raft, view, local_addr, metrics_addr, shutdown_tx, server, background })
     }
 
     pub fn id(&self) -> u64 {
@@ -111,6 +149,11 @@ impl Node {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address `/metrics` is served on, if `metrics_listen` was set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stops accepting requests, drains those in flight, stops Raft.
@@ -135,16 +178,28 @@ async fn serve(
     config: &NodeConfig,
     raft: Raft,
     view: ReadView,
+    codec: RecordCodec,
     listener: TcpListener,
+    metrics: &Arc<NodeMetrics>,
     mut shutdown_rx: watch::Receiver<bool>,
 ) -> Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>, ServerError> {
-    let codec = RecordCodec::default();
-    let registry = RegistryService::new(raft.clone(), view.clone(), codec, config.unsafe_local_reads);
-    let cluster = ClusterService::new(config.id, config.node_info(), raft.clone(), view.clone());
+    let registry = RegistryService::new(raft.clone(), view.clone(), codec.clone(), config.unsafe_local_reads);
+    let cluster = ClusterService::new(config.id, config.node_info(), raft.clone(), view.clone(), codec.clone());
     let raft_rpc = RaftService::new(config.id, raft.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<RegistryServer<RegistryService>>().await;
+    // Not ready until the readiness task sees a leader and a caught-up node.
+    health_reporter.set_not_serving::<RegistryServer<RegistryService>>().await;
+    // A leader unacknowledged by its quorum for two election timeouts has
+    // almost surely been replaced or cut off.
+    let quorum_ack_stale_ms = config.raft.election_timeout_max_ms * 2;
+    tokio::spawn(health::report_readiness(
+        raft.clone(),
+        health_reporter,
+        metrics.clone(),
+        quorum_ack_stale_ms,
+        shutdown_rx.clone(),
+    ));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(holdfast_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -158,6 +213,7 @@ async fn serve(
 
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(RequestMetricsLayer::new(metrics.requests()))
         .add_service(
             RegistryServer::new(registry)
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
@@ -176,4 +232,30 @@ async fn serve(
     Ok(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = shutdown_rx.wait_for(|stop| *stop).await;
     }))
+}
+
+/// Name of the file in the data dir holding the master key's check value.
+const KEY_CHECK_FILE: &str = "KEYCHECK";
+
+/// Compares the master key with the check value recorded in the data dir
+/// (never by trying to decrypt data), recording it on first start.
+fn check_key(data_dir: &std::path::Path, master: &holdfast_crypto::MasterKey) -> Result<(), ServerError> {
+    let path = data_dir.join(KEY_CHECK_FILE);
+    let expected = hex::encode(master.key_check_value());
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found.trim() == expected => Ok(()),
+        Ok(_) => Err(ServerError::Crypto(format!(
+            "the master key does not match this node's data ({} differs); refusing to start",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir)?;
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, format!("{expected}\n"))?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }

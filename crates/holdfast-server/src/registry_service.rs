@@ -54,12 +54,22 @@ impl RegistryService {
         }
     }
 
-    fn to_revision(&self, registry: &RegistryName, v: RecordVersion) -> Result<pb::RecordRevision, ServerError> {
-        let value = match &v.value {
-            Some(stored) => self.codec.open(registry, &[], stored)?.1,
-            None => Vec::new(),
+    /// Opens a stored version: the client's record id (when the value
+    /// carries it) and the revision as the API returns it.
+    fn open_version(
+        &self,
+        registry: &RegistryName,
+        stored_record: &[u8],
+        v: RecordVersion,
+    ) -> Result<(Option<Vec<u8>>, pb::RecordRevision), ServerError> {
+        let (record_id, value) = match &v.value {
+            Some(stored) => {
+                let (id, value) = self.codec.open(registry, stored_record, v.revision, stored)?;
+                (Some(id), value)
+            }
+            None => (None, Vec::new()),
         };
-        Ok(pb::RecordRevision {
+        let revision = pb::RecordRevision {
             revision: v.revision,
             deleted: v.value.is_none(),
             value,
@@ -67,7 +77,8 @@ impl RegistryService {
             commit_time_ms: v.commit_time_ms,
             actor: v.actor,
             reason: v.reason,
-        })
+        };
+        Ok((record_id, revision))
     }
 }
 
@@ -136,11 +147,12 @@ impl Registry for RegistryService {
             self.read_barrier(req.consistency).await?;
             let record = self.codec.storage_record(&registry, &req.record_id);
             let at = (req.at_revision > 0).then_some(req.at_revision);
-            let (version, applied) = self.view.get(registry.clone(), record, at).await?;
+            let (version, applied) = self.view.get(registry.clone(), record.clone(), at).await?;
             match version {
-                Some(v) if at.is_some() || !v.is_tombstone() => {
-                    Ok(pb::GetResponse { record: Some(self.to_revision(&registry, v)?), applied_revision: applied })
-                }
+                Some(v) if at.is_some() || !v.is_tombstone() => Ok(pb::GetResponse {
+                    record: Some(self.open_version(&registry, &record, v)?.1),
+                    applied_revision: applied,
+                }),
                 _ => Err(ServerError::NotFound(format!("no record with that id in registry {registry}"))),
             }
         };
@@ -155,9 +167,12 @@ impl Registry for RegistryService {
             let limit = page_limit(req.limit)?;
             self.read_barrier(req.consistency).await?;
             let record = self.codec.storage_record(&registry, &req.record_id);
-            let page = self.view.history(registry.clone(), record, req.after_revision, limit).await?;
-            let revisions =
-                page.versions.into_iter().map(|v| self.to_revision(&registry, v)).collect::<Result<_, _>>()?;
+            let page = self.view.history(registry.clone(), record.clone(), req.after_revision, limit).await?;
+            let revisions = page
+                .versions
+                .into_iter()
+                .map(|v| Ok(self.open_version(&registry, &record, v)?.1))
+                .collect::<Result<_, ServerError>>()?;
             Ok(pb::HistoryResponse {
                 revisions,
                 next_after_revision: page.next_after.unwrap_or(0),
@@ -177,11 +192,8 @@ impl Registry for RegistryService {
             let page = self.view.scan(registry.clone(), after, limit).await?;
             let mut entries = Vec::with_capacity(page.entries.len());
             for (stored_record, version) in page.entries {
-                let record_id = match &version.value {
-                    Some(stored) => self.codec.open(&registry, &stored_record, stored)?.0,
-                    None => stored_record,
-                };
-                entries.push(pb::ScanEntry { record_id, record: Some(self.to_revision(&registry, version)?) });
+                let (record_id, record) = self.open_version(&registry, &stored_record, version)?;
+                entries.push(pb::ScanEntry { record_id: record_id.unwrap_or(stored_record), record: Some(record) });
             }
             Ok(pb::ScanResponse {
                 entries,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
+use sha2::{Digest, Sha256};
 
 use holdfast_types::codec::{decode, encode};
 use holdfast_types::limits::REQUEST_IDS_REMEMBERED;
@@ -21,11 +22,19 @@ pub(crate) struct ApplyBatch<'a> {
     records: HashMap<Vec<u8>, Option<RecordVersion>>,
     /// Request ids remembered earlier in this batch.
     requests: HashMap<String, CommandResult>,
+    /// Key ids added or retired in this batch.
+    pub(crate) keys_changed: Vec<u32>,
 }
 
 impl<'a> ApplyBatch<'a> {
     pub(crate) fn new(store: &'a Store) -> Self {
-        Self { store, batch: WriteBatch::default(), records: HashMap::new(), requests: HashMap::new() }
+        Self {
+            store,
+            batch: WriteBatch::default(),
+            records: HashMap::new(),
+            requests: HashMap::new(),
+            keys_changed: Vec::new(),
+        }
     }
 
     fn latest(&self, key: &[u8]) -> Result<Option<RecordVersion>, StorageError> {
@@ -84,7 +93,9 @@ impl<'a> ApplyBatch<'a> {
         revision: Revision,
         command: &Command,
     ) -> Result<CommandResult, StorageError> {
-        let meta = command.meta();
+        let Some(meta) = command.meta() else {
+            return self.apply_key_command(revision, command);
+        };
         if !meta.request_id.is_empty() {
             if let Some(first) = self.remembered(&meta.request_id)? {
                 return Ok(CommandResult::Duplicate(Box::new(first)));
@@ -123,9 +134,58 @@ impl<'a> ApplyBatch<'a> {
                     },
                 }
             }
+            _ => return self.apply_key_command(revision, command),
         };
         self.remember(revision, &meta.request_id, &result)?;
         Ok(result)
+    }
+
+    /// Key management: the keyring and re-sealing of stored revisions.
+    fn apply_key_command(&mut self, revision: Revision, command: &Command) -> Result<CommandResult, StorageError> {
+        let keys = self.store.cf(CF_KEYS);
+        match command {
+            Command::AddDataKey { key_id, wrapped } => {
+                // Two leaders may both propose a first key; the first applied wins.
+                if self.store.db.get_cf(keys, key_id.to_be_bytes())?.is_some() || self.keys_changed.contains(key_id) {
+                    return Ok(CommandResult::Conflict { current: 0 });
+                }
+                self.batch.put_cf(keys, key_id.to_be_bytes(), wrapped);
+                self.batch.put_cf(keys, KEYS_CURRENT, key_id.to_be_bytes());
+                self.keys_changed.push(*key_id);
+                Ok(CommandResult::Written { revision })
+            }
+            Command::RetireKey { key_id } => {
+                let current = self.store.db.get_cf(keys, KEYS_CURRENT)?;
+                if current.as_deref() == Some(&key_id.to_be_bytes()[..]) {
+                    return Ok(CommandResult::Conflict { current: 0 });
+                }
+                self.batch.delete_cf(keys, key_id.to_be_bytes());
+                self.keys_changed.push(*key_id);
+                Ok(CommandResult::Written { revision })
+            }
+            Command::Reseal { registry, record, revision: target, value, expected_sha256 } => {
+                let history_cf = self.store.cf(CF_HISTORY);
+                let hkey = history_key(registry, record, *target);
+                let Some(bytes) = self.store.db.get_cf(history_cf, &hkey)? else {
+                    return Ok(CommandResult::NotFound);
+                };
+                let mut version: RecordVersion = decode(&bytes).map_err(StorageError::corrupt("record"))?;
+                let matches = version.value.as_deref().map(|v| Sha256::digest(v).as_slice() == expected_sha256);
+                if matches != Some(true) {
+                    return Ok(CommandResult::Conflict { current: version.revision });
+                }
+                version.value = Some(value.clone());
+                let encoded = encode(&version).map_err(StorageError::corrupt("record"))?;
+                self.batch.put_cf(history_cf, &hkey, &encoded);
+                let rkey = record_key(registry, record);
+                if self.latest(&rkey)?.is_some_and(|live| live.revision == *target) {
+                    self.batch.put_cf(self.store.cf(CF_RECORDS), &rkey, &encoded);
+                    self.records.insert(rkey, Some(version));
+                }
+                Ok(CommandResult::Written { revision: *target })
+            }
+            Command::Put { .. } | Command::Delete { .. } => Ok(CommandResult::None),
+        }
     }
 
     /// Forgets the oldest request ids so that at most

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
@@ -10,12 +11,15 @@ use crate::error::StorageError;
 use crate::keys::ALL_CFS;
 use crate::log_store::LogStore;
 use crate::state_machine::StateMachineStore;
+use crate::timings::LatencyHistogram;
 
 /// The shared RocksDB handle and the node's data directory.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) db: Arc<DB>,
     pub(crate) dir: PathBuf,
+    /// How long synced writes take: the disk's fsync latency as Raft feels it.
+    sync_latency: Arc<LatencyHistogram>,
 }
 
 impl std::fmt::Debug for Store {
@@ -38,7 +42,7 @@ impl Store {
         opts.set_max_background_jobs(2);
         let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
-        Ok(Self { db: Arc::new(db), dir: dir.to_path_buf() })
+        Ok(Self { db: Arc::new(db), dir: dir.to_path_buf(), sync_latency: Arc::default() })
     }
 
     /// The Raft log store over this database.
@@ -50,6 +54,11 @@ impl Store {
     /// that a crash interrupted.
     pub async fn state_machine(&self) -> Result<StateMachineStore, StorageError> {
         StateMachineStore::open(self.clone()).await
+    }
+
+    /// The latency of every synced write this store has made (for metrics).
+    pub fn sync_latency(&self) -> Arc<LatencyHistogram> {
+        self.sync_latency.clone()
     }
 
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
@@ -65,7 +74,9 @@ impl Store {
     pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
+        let started = Instant::now();
         self.db.write_opt(batch, &opts)?;
+        self.sync_latency.observe(started.elapsed());
         Ok(())
     }
 

@@ -22,19 +22,24 @@ pub const CF_HISTORY: &str = "history";
 pub const CF_REQUESTS: &str = "requests";
 /// Revision (u64 BE) → request id, to forget the oldest ids first.
 pub const CF_REQUEST_ORDER: &str = "request_order";
+/// Wrapped data keys by id (u32 BE) and the current id; opaque bytes.
+pub const CF_KEYS: &str = "keys";
 
-pub const ALL_CFS: [&str; 7] =
-    [CF_LOG, CF_RAFT_META, CF_SM_META, CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER];
+pub const ALL_CFS: [&str; 8] =
+    [CF_LOG, CF_RAFT_META, CF_SM_META, CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER, CF_KEYS];
 
 /// Column families that make up the state machine's data, in snapshot order.
-/// The tag of each is its position + 1. Do not reorder.
-pub const SNAPSHOT_CFS: [&str; 4] = [CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER];
+/// The tag of each is its position + 1. Do not reorder; append only.
+pub const SNAPSHOT_CFS: [&str; 5] = [CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER, CF_KEYS];
 
 pub const META_VOTE: &[u8] = b"vote";
 pub const META_LAST_PURGED: &[u8] = b"last_purged";
 pub const META_COMMITTED: &[u8] = b"committed";
 pub const META_LAST_APPLIED: &[u8] = b"last_applied";
 pub const META_MEMBERSHIP: &[u8] = b"membership";
+/// Id (u32 BE) of the data key that seals new writes, kept in the `keys`
+/// family under this reserved key so snapshots carry it.
+pub const KEYS_CURRENT: &[u8] = b"current";
 /// Present while a received snapshot is being loaded; names its file so an
 /// interrupted install is redone at the next open.
 pub const META_INSTALLING: &[u8] = b"installing_snapshot";
@@ -78,6 +83,17 @@ pub fn history_key(registry: &RegistryName, record: &[u8], revision: Revision) -
     key
 }
 
+/// Splits a `history` key into registry name, record and revision.
+pub fn split_history_key(key: &[u8]) -> Option<(RegistryName, &[u8], Revision)> {
+    let sep = key.iter().position(|b| *b == 0)?;
+    let registry = RegistryName::parse(std::str::from_utf8(&key[..sep]).ok()?).ok()?;
+    let rest = &key[sep + 1..];
+    let len = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+    let record = rest.get(2..2 + len)?;
+    let revision = decode_u64(rest.get(2 + len..)?)?;
+    Some((registry, record, revision))
+}
+
 /// The revision at the end of a `history` key.
 #[cfg(test)]
 pub fn revision_of_history_key(key: &[u8]) -> Option<Revision> {
@@ -100,5 +116,7 @@ mod tests {
         assert_eq!(revision_of_history_key(&h), Some(42));
         assert!(h.starts_with(&k));
         assert_eq!(record_of_key(prefix.len(), &prefix[..]), None);
+        let (r, rec, rev) = split_history_key(&h).unwrap();
+        assert_eq!((r, rec, rev), (reg, &b"UA-123"[..], 42));
     }
 }

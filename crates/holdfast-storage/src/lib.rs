@@ -15,9 +15,11 @@ mod log_store;
 mod reader;
 mod snapshot;
 mod state_machine;
+mod timings;
 
 pub use db::Store;
 pub use error::StorageError;
 pub use log_store::LogStore;
-pub use reader::{HistoryPage, ReadView, ScanPage};
+pub use reader::{HistoryPage, ReadView, ScanPage, StoredVersion, VersionBatch};
 pub use state_machine::StateMachineStore;
+pub use timings::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_SECONDS};

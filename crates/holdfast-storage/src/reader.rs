@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use holdfast_types::codec::decode;
-use holdfast_types::{LogId, RecordVersion, RegistryName, Revision};
+use holdfast_types::{KeyringState, LogId, RecordVersion, RegistryName, Revision};
 
 use crate::db::Store;
 use crate::error::{blocking, StorageError};
@@ -19,6 +19,7 @@ use crate::keys::*;
 pub struct ReadView {
     store: Store,
     applied_rx: watch::Receiver<u64>,
+    keyring_rx: watch::Receiver<KeyringState>,
 }
 
 impl std::fmt::Debug for ReadView {
@@ -45,6 +46,22 @@ pub struct ScanPage {
     pub applied: Revision,
 }
 
+/// One stored revision found by [`ReadView::versions`].
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub key: Vec<u8>,
+    pub registry: RegistryName,
+    pub record: Vec<u8>,
+    pub version: RecordVersion,
+}
+
+/// A batch of stored revisions and where to resume.
+#[derive(Debug, Clone)]
+pub struct VersionBatch {
+    pub versions: Vec<StoredVersion>,
+    pub resume: Option<Vec<u8>>,
+}
+
 type View<'a> = rocksdb::SnapshotWithThreadMode<'a, rocksdb::DB>;
 
 fn applied_in(store: &Store, view: &View<'_>) -> Result<Revision, StorageError> {
@@ -62,8 +79,49 @@ fn decode_version(bytes: &[u8]) -> Result<RecordVersion, StorageError> {
 }
 
 impl ReadView {
-    pub(crate) fn new(store: Store, applied_rx: watch::Receiver<u64>) -> Self {
-        Self { store, applied_rx }
+    pub(crate) fn new(
+        store: Store,
+        applied_rx: watch::Receiver<u64>,
+        keyring_rx: watch::Receiver<KeyringState>,
+    ) -> Self {
+        Self { store, applied_rx, keyring_rx }
+    }
+
+    /// The replicated keyring; changes whenever a key is added or retired.
+    pub fn keyring(&self) -> watch::Receiver<KeyringState> {
+        self.keyring_rx.clone()
+    }
+
+    /// Up to `limit` stored revisions (any registry) after the history key
+    /// `after`, in key order, with a resume key. For background passes over
+    /// every stored value, such as re-encryption.
+    pub async fn versions(&self, after: Option<Vec<u8>>, limit: usize) -> Result<VersionBatch, StorageError> {
+        let store = self.store.clone();
+        blocking(move || {
+            let view = store.db.snapshot();
+            let mut versions = Vec::new();
+            let start = after.clone().map(|mut k| {
+                k.push(0);
+                k
+            });
+            let mode = match &start {
+                Some(k) => IteratorMode::From(k, Direction::Forward),
+                None => IteratorMode::Start,
+            };
+            let mut resume = None;
+            for item in view.iterator_cf(store.cf(CF_HISTORY), mode) {
+                let (key, value) = item?;
+                if versions.len() == limit {
+                    resume = versions.last().map(|v: &StoredVersion| v.key.clone());
+                    break;
+                }
+                let (registry, record, _) = split_history_key(&key).ok_or(StorageError::CorruptKey("history"))?;
+                let record = record.to_vec();
+                versions.push(StoredVersion { key: key.to_vec(), registry, record, version: decode_version(&value)? });
+            }
+            Ok(VersionBatch { versions, resume })
+        })
+        .await
     }
 
     /// The last applied revision as published by the state machine.

@@ -8,7 +8,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use tokio::sync::watch;
 
 use holdfast_types::codec::{decode, encode};
-use holdfast_types::{CommandResult, Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use holdfast_types::{CommandResult, Entry, KeyringState, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 
 use crate::apply::ApplyBatch;
 use crate::db::Store;
@@ -24,12 +24,30 @@ pub struct StateMachineStore {
     membership: StoredMembership,
     /// Publishes the last applied index, for readers that wait on it.
     applied_tx: Arc<watch::Sender<u64>>,
+    /// Publishes the replicated keyring whenever it changes.
+    keyring_tx: Arc<watch::Sender<KeyringState>>,
 }
 
 impl std::fmt::Debug for StateMachineStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateMachineStore").field("last_applied", &self.last_applied).finish()
     }
+}
+
+/// Reads the replicated keyring (wrapped keys and the current id).
+pub(crate) fn read_keyring(store: &Store) -> Result<KeyringState, StorageError> {
+    let mut state = KeyringState::default();
+    for item in store.db.iterator_cf(store.cf(CF_KEYS), rocksdb::IteratorMode::Start) {
+        let (key, value) = item?;
+        if &key[..] == KEYS_CURRENT {
+            let id: [u8; 4] = value[..].try_into().map_err(|_| StorageError::CorruptKey("keys/current"))?;
+            state.current = Some(u32::from_be_bytes(id));
+        } else {
+            let id: [u8; 4] = key[..].try_into().map_err(|_| StorageError::CorruptKey("keys"))?;
+            state.wrapped.insert(u32::from_be_bytes(id), value.to_vec());
+        }
+    }
+    Ok(state)
 }
 
 fn read_sm_meta(store: &Store) -> Result<(Option<LogId>, StoredMembership), StorageError> {
@@ -48,23 +66,25 @@ fn read_sm_meta(store: &Store) -> Result<(Option<LogId>, StoredMembership), Stor
 impl StateMachineStore {
     pub(crate) async fn open(store: Store) -> Result<Self, StorageError> {
         let s = store.clone();
-        let (last_applied, membership) = blocking(move || {
+        let (last_applied, membership, keyring) = blocking(move || {
             // Finish a snapshot install that a crash interrupted.
             if let Some(name) = s.db.get_cf(s.cf(CF_SM_META), META_INSTALLING)? {
                 let path = s.snapshot_dir().join(String::from_utf8_lossy(&name).into_owned());
                 tracing::warn!(path = %path.display(), "resuming interrupted snapshot install");
                 snapshot::install(&s, &path)?;
             }
-            read_sm_meta(&s)
+            let (last_applied, membership) = read_sm_meta(&s)?;
+            Ok((last_applied, membership, read_keyring(&s)?))
         })
         .await?;
         let (applied_tx, _) = watch::channel(last_applied.map_or(0, |l| l.index));
-        Ok(Self { store, last_applied, membership, applied_tx: Arc::new(applied_tx) })
+        let (keyring_tx, _) = watch::channel(keyring);
+        Ok(Self { store, last_applied, membership, applied_tx: Arc::new(applied_tx), keyring_tx: Arc::new(keyring_tx) })
     }
 
     /// A read handle that sees what this state machine has applied.
     pub fn read_view(&self) -> ReadView {
-        ReadView::new(self.store.clone(), self.applied_tx.subscribe())
+        ReadView::new(self.store.clone(), self.applied_tx.subscribe(), self.keyring_tx.subscribe())
     }
 
     fn set_applied(&mut self, last_applied: Option<LogId>, membership: StoredMembership) {
@@ -134,12 +154,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // Records, history, request ids, last_applied and membership of
             // every entry land together, synced, or not at all.
             store.write_synced(write)?;
-            Ok((results, last, membership))
+            let keyring = if batch.keys_changed.is_empty() { None } else { Some(read_keyring(&store)?) };
+            Ok((results, last, membership, keyring))
         })
         .await;
         match outcome {
-            Ok((results, last, membership)) => {
+            Ok((results, last, membership, keyring)) => {
                 self.set_applied(last, membership);
+                if let Some(keyring) = keyring {
+                    self.keyring_tx.send_replace(keyring);
+                }
                 Ok(results)
             }
             Err(e) => Err(StorageIOError::write_state_machine(&e).into()),
@@ -182,12 +206,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     reason: format!("header says {}, leader sent {}", installed.snapshot_id, meta_in.snapshot_id),
                 });
             }
-            Ok(installed)
+            Ok((installed, read_keyring(&store)?))
         })
         .await
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let (installed, keyring) = installed;
         tracing::info!(snapshot = %installed.snapshot_id, "installed snapshot");
         self.set_applied(installed.last_log_id, installed.last_membership);
+        self.keyring_tx.send_replace(keyring);
         Ok(())
     }
 

@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use holdfast_crypto::MasterKey;
 use holdfast_server::{Node, NodeConfig, RaftTimings};
 use holdfast_types::{Jurisdiction, NodeId, NodeInfo, Placement};
 use tempfile::TempDir;
@@ -63,6 +66,8 @@ impl TestCluster {
             members.insert(id, NodeInfo { addr: addr.to_string(), placement: placement(region) });
             listeners.insert(id, listener);
         }
+        // One master key per cluster, as operators distribute one key file.
+        let master_key = Some(Arc::new(MasterKey::generate()));
         let mut slots = BTreeMap::new();
         for (id, listener) in listeners {
             let info = &members[&id];
@@ -76,6 +81,8 @@ impl TestCluster {
                 peer_addr_overrides: BTreeMap::new(),
                 raft: test_timings(),
                 unsafe_local_reads: false,
+                metrics_listen: None,
+                master_key: master_key.clone(),
             };
             adjust(&mut config);
             let addr = listener.local_addr()?;

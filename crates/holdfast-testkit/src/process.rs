@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub struct NodeOptions {
     pub unsafe_local_reads: bool,
     /// Extra raw TOML appended to the config (e.g. a `[raft]` table).
     pub extra_toml: String,
+    /// Store plaintext instead of sealing (controls only).
+    pub insecure_plaintext: bool,
 }
 
 /// A running or stopped node process.
@@ -113,6 +116,13 @@ impl ProcessCluster {
             };
             addrs.insert(s.id, format!("127.0.0.1:{port}"));
         }
+        // One master key for the cluster, readable by its owner only.
+        let key_path = root.join("master.key");
+        if !key_path.exists() {
+            let key = holdfast_crypto::MasterKey::generate();
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key_path)?;
+            std::io::Write::write_all(&mut file, key.to_key_file().as_bytes())?;
+        }
         let mut members = String::new();
         for s in specs {
             writeln!(
@@ -142,6 +152,11 @@ impl ProcessCluster {
                     opts.peer_addr_overrides.iter().map(|(id, a)| format!("\"{id}\" = {a:?}")).collect();
                 text.push_str(&pairs.join(", "));
                 text.push_str(" }\n");
+            }
+            if opts.insecure_plaintext {
+                text.push_str("insecure_plaintext = true\n");
+            } else {
+                text.push_str(&format!("key_file = {:?}\n", key_path.display().to_string()));
             }
             text.push_str(&opts.extra_toml);
             text.push_str(&members);

@@ -27,12 +27,24 @@ pub enum Command {
     Put { registry: RegistryName, record: Vec<u8>, value: Vec<u8>, if_revision: Option<Revision>, meta: WriteMeta },
     /// Write a tombstone revision; history stays readable.
     Delete { registry: RegistryName, record: Vec<u8>, if_revision: Option<Revision>, meta: WriteMeta },
+    /// Add a wrapped data key to the replicated keyring and make it current
+    /// for new writes. Storage keeps the bytes without reading them.
+    AddDataKey { key_id: u32, wrapped: Vec<u8> },
+    /// Replace the stored bytes of one existing revision (re-encryption under
+    /// the current key) without creating a revision. Applied only if the
+    /// stored bytes still hash to `expected_sha256`, so a stale re-seal can
+    /// never overwrite newer bytes.
+    Reseal { registry: RegistryName, record: Vec<u8>, revision: Revision, value: Vec<u8>, expected_sha256: [u8; 32] },
+    /// Drop a data key that no stored revision needs any more.
+    RetireKey { key_id: u32 },
 }
 
 impl Command {
-    pub fn meta(&self) -> &WriteMeta {
+    /// Client writes carry metadata; key management commands do not.
+    pub fn meta(&self) -> Option<&WriteMeta> {
         match self {
-            Command::Put { meta, .. } | Command::Delete { meta, .. } => meta,
+            Command::Put { meta, .. } | Command::Delete { meta, .. } => Some(meta),
+            _ => None,
         }
     }
 }
@@ -43,6 +55,9 @@ impl std::fmt::Display for Command {
         match self {
             Command::Put { registry, meta, .. } => write!(f, "put({registry}, req={})", meta.request_id),
             Command::Delete { registry, meta, .. } => write!(f, "delete({registry}, req={})", meta.request_id),
+            Command::AddDataKey { key_id, .. } => write!(f, "add-data-key({key_id})"),
+            Command::Reseal { registry, revision, .. } => write!(f, "reseal({registry}@{revision})"),
+            Command::RetireKey { key_id } => write!(f, "retire-key({key_id})"),
         }
     }
 }
@@ -62,4 +77,12 @@ pub enum CommandResult {
     NotFound,
     /// This request id was applied before; the first result is returned.
     Duplicate(Box<CommandResult>),
+}
+
+/// The replicated keyring as storage keeps it: wrapped data keys by id and
+/// which one seals new writes. Opaque bytes; only the server unwraps them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KeyringState {
+    pub current: Option<u32>,
+    pub wrapped: std::collections::BTreeMap<u32, Vec<u8>>,
 }

@@ -9,7 +9,7 @@ pub mod node;
 pub mod record;
 pub mod topology;
 
-pub use command::{Command, CommandResult, WriteMeta};
+pub use command::{Command, CommandResult, KeyringState, WriteMeta};
 pub use node::{Jurisdiction, NodeInfo, Placement};
 pub use record::{RecordVersion, RegistryName, Revision, ValidationError};
 

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use holdfast_crypto::MasterKey;
 use holdfast_server::{NodeConfig, RaftTimings};
 use holdfast_types::{Jurisdiction, NodeId, NodeInfo, Placement};
 use serde::{Deserialize, Serialize};
@@ -38,6 +41,17 @@ pub struct FileConfig {
     /// to prove the chaos checker catches stale reads. Never in production.
     #[serde(default)]
     pub unsafe_local_reads: bool,
+    /// Serve Prometheus `GET /metrics` here (`host:port`), e.g. `0.0.0.0:9100`.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// The cluster's master key file: 32 raw bytes or 64 hex characters.
+    /// Every node of a cluster holds the same one. Required unless
+    /// `insecure_plaintext` is set.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Store record ids and values unencrypted. For tests only.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,6 +133,24 @@ impl FileConfig {
         toml::from_str(&text).with_context(|| format!("config {} is malformed", path.display()))
     }
 
+    /// Reads the master key file, if the config names one.
+    fn master_key(&self) -> anyhow::Result<Option<Arc<MasterKey>>> {
+        match (&self.key_file, self.insecure_plaintext) {
+            (Some(_), true) => anyhow::bail!("set either key_file or insecure_plaintext, not both"),
+            (None, false) => anyhow::bail!(
+                "key_file is required: every node needs the cluster's master key (insecure_plaintext = true disables encryption, for tests only)"
+            ),
+            (None, true) => Ok(None),
+            (Some(path), false) => {
+                let bytes = zeroize::Zeroizing::new(
+                    std::fs::read(path).with_context(|| format!("cannot read key file {}", path.display()))?,
+                );
+                let key = MasterKey::from_key_file(&bytes).with_context(|| format!("key file {} is invalid", path.display()))?;
+                Ok(Some(Arc::new(key)))
+            }
+        }
+    }
+
     /// The library config this file describes, validated.
     pub fn to_node_config(&self) -> anyhow::Result<NodeConfig> {
         let mut overrides = BTreeMap::new();
@@ -148,6 +180,8 @@ impl FileConfig {
                 rpc_timeout_ms: r.rpc_timeout_ms,
             },
             unsafe_local_reads: self.unsafe_local_reads,
+            metrics_listen: self.metrics_listen.clone(),
+            master_key: self.master_key()?,
         };
         config.validate().context("invalid config")?;
         Ok(config)
@@ -162,6 +196,7 @@ mod tests {
 id = 1
 listen = "127.0.0.1:7001"
 data_dir = "/tmp/n1"
+insecure_plaintext = true
 
 [placement]
 region = "ua-kyiv"

@@ -4,6 +4,7 @@
 mod config;
 mod demo;
 mod logging;
+mod probe;
 mod serve;
 
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ struct Cli {
 enum Cmd {
     /// Run one node from a config file (env and flags override the file).
     Serve(serve::ServeArgs),
+    /// Exit 0 if a node reports a service SERVING on the gRPC health service
+    /// (for container health checks).
+    Probe(probe::ProbeArgs),
     /// Start the reference 5-node, 4-region cluster on loopback as child
     /// processes and keep it running until Ctrl-C.
     Demo {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Cmd::Serve(args) => serve::run(args).await,
+            Cmd::Probe(args) => probe::run(args).await,
             Cmd::Demo { data_dir, base_port } => demo::run(data_dir, base_port).await,
         }
     });

@@ -28,6 +28,9 @@ pub struct ServeArgs {
     /// Override the data directory.
     #[arg(long, env = "HOLDFAST_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Override where `/metrics` is served, e.g. `0.0.0.0:9100`.
+    #[arg(long, env = "HOLDFAST_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// `human` or `json`.
     #[arg(long, env = "HOLDFAST_LOG_FORMAT")]
     log_format: Option<String>,
@@ -49,6 +52,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = args.data_dir {
         file.data_dir = dir;
+    }
+    if let Some(addr) = args.metrics_listen {
+        file.metrics_listen = Some(addr);
     }
     if let Some(format) = args.log_format {
         file.log.format = format;

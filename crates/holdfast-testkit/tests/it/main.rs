@@ -5,6 +5,7 @@ mod t10_replication;
 mod t20_failures;
 mod t30_requests;
 mod t40_topology;
+mod t50_health;
 
 use std::time::Duration;
 

@@ -26,6 +26,8 @@ async fn a_region_holding_half_the_voters_is_refused_unless_forced() -> anyhow::
         peer_addr_overrides: BTreeMap::new(),
         raft: RaftTimings::default(),
         unsafe_local_reads: false,
+        master_key: None,
+        metrics_listen: None,
     };
     let err = Node::start(config.clone(), TcpListener::bind("127.0.0.1:0").await?).await.expect_err("refused");
     let message = err.to_string();

@@ -1,0 +1,213 @@
+//! The node's Prometheus metrics: Raft state (leader, term, commit and
+//! applied index, per-peer replication lag), proposals, storage fsync
+//! latency and gRPC requests, rendered in the text exposition format.
+//!
+//! Raft gauges are read from openraft at scrape time, so they cost nothing
+//! between scrapes; only events that a scrape would miss (leader changes)
+//! are counted by a background task.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use holdfast_storage::{HistogramSnapshot, LatencyHistogram};
+use holdfast_types::Raft;
+use tokio::sync::watch;
+
+use crate::request_metrics::RequestStats;
+
+/// Everything a scrape reports, shared by the gRPC layer, the health task
+/// and the HTTP endpoint.
+pub struct NodeMetrics {
+    raft: Raft,
+    sync_latency: Arc<LatencyHistogram>,
+    requests: Arc<RequestStats>,
+    leader_changes: AtomicU64,
+    ready: AtomicBool,
+}
+
+impl std::fmt::Debug for NodeMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeMetrics").field("ready", &self.ready).finish_non_exhaustive()
+    }
+}
+
+impl NodeMetrics {
+    pub fn new(raft: Raft, sync_latency: Arc<LatencyHistogram>) -> Arc<Self> {
+        Arc::new(Self {
+            raft,
+            sync_latency,
+            requests: Arc::default(),
+            leader_changes: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn requests(&self) -> Arc<RequestStats> {
+        self.requests.clone()
+    }
+
+    /// Mirrors what the health service reports for the registry.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Counts leader changes until shutdown. A scrape only sees the current
+    /// leader, so flapping between scrapes would otherwise go unnoticed.
+    pub async fn count_leader_changes(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut metrics = self.raft.metrics();
+        let mut leader = metrics.borrow().current_leader;
+        loop {
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            let now = metrics.borrow().current_leader;
+            if now.is_some() && now != leader {
+                self.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
+            leader = now;
+        }
+    }
+
+    /// The whole exposition, `text/plain; version=0.0.4`.
+    pub async fn render(&self) -> String {
+        let m = self.raft.metrics().borrow().clone();
+        // The commit index is not in openraft 0.9's metrics; ask the core.
+        // A stopped core answers nothing, which reads as 0.
+        let committed = self.raft.with_raft_state(|st| st.committed.map(|id| id.index)).await.ok().flatten();
+        let mut out = String::with_capacity(4096);
+        let leader = m.current_leader;
+        gauge(
+            &mut out,
+            "holdfast_ready",
+            "1 if the registry is ready to serve (has a leader, caught up)",
+            &[("", u64::from(self.ready.load(Ordering::Relaxed)))],
+        );
+        gauge(
+            &mut out,
+            "holdfast_raft_has_leader",
+            "1 if this node knows a leader",
+            &[("", u64::from(leader.is_some()))],
+        );
+        gauge(
+            &mut out,
+            "holdfast_raft_is_leader",
+            "1 if this node is the leader",
+            &[("", u64::from(leader == Some(m.id)))],
+        );
+        gauge(
+            &mut out,
+            "holdfast_raft_leader_id",
+            "Id of the leader this node follows, 0 if none",
+            &[("", leader.unwrap_or(0))],
+        );
+        counter(
+            &mut out,
+            "holdfast_raft_leader_changes_total",
+            "Times this node saw a new leader",
+            &[("", self.leader_changes.load(Ordering::Relaxed))],
+        );
+        gauge(&mut out, "holdfast_raft_term", "Current Raft term", &[("", m.current_term)]);
+        gauge(
+            &mut out,
+            "holdfast_raft_last_log_index",
+            "Index of the last entry in the local log",
+            &[("", m.last_log_index.unwrap_or(0))],
+        );
+        gauge(&mut out, "holdfast_raft_commit_index", "Highest index known committed", &[("", committed.unwrap_or(0))]);
+        gauge(
+            &mut out,
+            "holdfast_raft_applied_index",
+            "Highest index applied to the state machine",
+            &[("", m.last_applied.map_or(0, |id| id.index))],
+        );
+        // Only a leader tracks its followers; elsewhere the family is empty.
+        let last = m.last_log_index.unwrap_or(0);
+        let lags: Vec<(String, u64)> = m
+            .replication
+            .iter()
+            .flatten()
+            .filter(|(peer, _)| **peer != m.id)
+            .map(|(peer, matched)| (format!("peer=\"{peer}\""), last.saturating_sub(matched.map_or(0, |id| id.index))))
+            .collect();
+        let lags: Vec<(&str, u64)> = lags.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        gauge(&mut out, "holdfast_raft_replication_lag_entries", "Leader only: entries a peer is behind", &lags);
+        let (committed_proposals, failed_proposals) = self.requests.proposals();
+        counter(
+            &mut out,
+            "holdfast_proposals_committed_total",
+            "Writes whose Raft entry committed",
+            &[("", committed_proposals)],
+        );
+        counter(
+            &mut out,
+            "holdfast_proposals_failed_total",
+            "Writes proposed that failed or timed out (outcome unknown to the client)",
+            &[("", failed_proposals)],
+        );
+        histogram_header(&mut out, "holdfast_storage_fsync_seconds", "Duration of synced (fsync) storage writes");
+        histogram(&mut out, "holdfast_storage_fsync_seconds", "", &self.sync_latency.snapshot());
+        self.render_requests(&mut out);
+        out
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        let series = self.requests.snapshot();
+        let _ = writeln!(out, "# HELP holdfast_grpc_requests_total gRPC requests by method and status code");
+        let _ = writeln!(out, "# TYPE holdfast_grpc_requests_total counter");
+        for (method, code, h) in &series {
+            let code = tonic::Code::from(*code);
+            let _ = writeln!(
+                out,
+                "holdfast_grpc_requests_total{{method=\"{}\",code=\"{code:?}\"}} {}",
+                escape(method),
+                h.snapshot().count
+            );
+        }
+        histogram_header(out, "holdfast_grpc_request_duration_seconds", "gRPC request latency to the response head");
+        for (method, code, h) in &series {
+            let labels = format!("method=\"{}\",code=\"{:?}\"", escape(method), tonic::Code::from(*code));
+            histogram(out, "holdfast_grpc_request_duration_seconds", &labels, &h.snapshot());
+        }
+    }
+}
+
+/// Label values may hold any client-sent path; escape what the format needs.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, help: &str, kind: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, u64)]) {
+    family(out, name, help, "gauge", samples);
+}
+
+fn counter(out: &mut String, name: &str, help: &str, samples: &[(&str, u64)]) {
+    family(out, name, help, "counter", samples);
+}
+
+fn histogram_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, count) in &h.cumulative {
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
+    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_seconds);
+    let _ = writeln!(out, "{name}_count{braces} {}", h.count);
+}
