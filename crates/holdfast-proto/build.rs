@@ -14,6 +14,12 @@ const PROTO_FILES: [&str; 3] = [
 ];
 
 fn main() -> io::Result<()> {
+    // The protos live outside this crate, where cargo does not look by
+    // default: without these lines an edited .proto is silently not rebuilt.
+    println!("cargo:rerun-if-changed=build.rs");
+    for file in PROTO_FILES {
+        println!("cargo:rerun-if-changed={file}");
+    }
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(io::Error::other)?);
     // The descriptor set is served by gRPC reflection so `grpcurl` can
     // discover the API without the .proto files.

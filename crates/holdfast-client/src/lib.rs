@@ -29,6 +29,7 @@ mod client;
 mod cluster_api;
 mod endpoint;
 mod error;
+mod keys_api;
 mod member;
 mod pool;
 mod record;
@@ -39,6 +40,7 @@ pub use client::{Client, ClientBuilder, DEFAULT_MAX_RETRIES, DEFAULT_MEMBERSHIP_
 pub use cluster_api::EndpointStatus;
 pub use endpoint::{display_endpoint, normalize_endpoint};
 pub use error::{ClientError, Outcome, CURRENT_REVISION_METADATA, LEADER_METADATA, NOT_PROPOSED_METADATA};
+pub use keys_api::{KeyInfo, KeyStatus};
 pub use member::{Member, Members, NodeStatus, Placement, Role, Survival};
 pub use record::{
     new_request_id, Consistency, HistoryPage, ReadOptions, Record, ScanEntry, ScanPage, WriteOptions, WriteResult,

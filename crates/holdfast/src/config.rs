@@ -130,7 +130,13 @@ impl FileConfig {
     /// Reads and parses a config file; errors name the file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("config {} is malformed", path.display()))
+        toml::from_str(&text).map_err(|e| {
+            // toml's Display draws a multi-line source excerpt; operators and
+            // container logs get one line: where, and what is wrong.
+            let line =
+                e.span().map_or(0, |span| text.get(..span.start).map_or(0, |head| head.matches('\n').count() + 1));
+            anyhow::anyhow!("config {} is malformed at line {line}: {}", path.display(), e.message().trim())
+        })
     }
 
     /// Reads the master key file, if the config names one.

@@ -61,7 +61,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            // One line, whatever the error chain holds, so a failed start
+            // reads as one log entry (containers, systemd).
+            let message = format!("{e:#}");
+            eprintln!("Error: {}", message.split_whitespace().collect::<Vec<_>>().join(" "));
             ExitCode::FAILURE
         }
     }

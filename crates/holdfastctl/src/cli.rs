@@ -72,6 +72,17 @@ pub enum Command {
     /// Inspect the endpoints.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// Rotate and inspect the data keys that seal records.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new data key current; older revisions are re-sealed in the background.
+    Rotate,
+    /// The data keys, which is current, and how many stored revisions each seals.
+    Status,
 }
 
 /// Flags shared by the writes.

@@ -2,6 +2,7 @@
 
 mod cli;
 mod cluster;
+mod keys;
 mod output;
 mod records;
 
@@ -40,6 +41,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scan(args) => records::scan(&client, args, out).await,
         Command::Member(command) => cluster::member(&client, command, out).await,
         Command::Endpoint(EndpointCommand::Status) => cluster::endpoint_status(&client, out).await,
+        Command::Keys(command) => keys::keys(&client, command, out).await,
     }
 }
 
