@@ -161,3 +161,49 @@ impl Crypto {
         encode(&wrapped).map_err(|e| ServerError::Crypto(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crypto() -> Crypto {
+        let master = MasterKey::generate();
+        let probe = Crypto::new(master.clone(), watch::channel(KeyringState::default()).1);
+        let wrapped = probe.new_wrapped_key(1).unwrap();
+        let state = KeyringState { current: Some(1), wrapped: [(1, wrapped)].into_iter().collect() };
+        Crypto::new(master, watch::channel(state).1)
+    }
+
+    #[test]
+    fn sealed_values_open_only_where_they_were_written() {
+        let c = crypto();
+        let reg = RegistryName::parse("passports").unwrap();
+        let sealed = c.seal(&reg, b"FX1", b"secret").unwrap();
+        let blind = c.blind(&reg, b"FX1");
+        assert_eq!(c.open(&reg, &blind, 5, &sealed).unwrap(), (b"FX1".to_vec(), b"secret".to_vec()));
+        assert!(!sealed.windows(6).any(|w| w == b"secret"), "ciphertext hides the value");
+
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let err = c.open(&reg, &blind, 5, &tampered).unwrap_err();
+        assert!(matches!(err, ServerError::DataLoss { revision: 5, .. }), "{err}");
+        assert!(err.to_string().contains("passports") && err.to_string().contains('5'));
+
+        // Moved to another record: the associated data no longer matches.
+        let other = c.blind(&reg, b"FX2");
+        assert!(matches!(c.open(&reg, &other, 6, &sealed), Err(ServerError::DataLoss { .. })));
+    }
+
+    #[test]
+    fn no_key_yet_is_not_ready_and_a_foreign_master_cannot_unwrap() {
+        let c = Crypto::new(MasterKey::generate(), watch::channel(KeyringState::default()).1);
+        let reg = RegistryName::parse("land").unwrap();
+        assert!(matches!(c.seal(&reg, b"x", b"y"), Err(ServerError::NotReady(_))));
+
+        let owner = crypto();
+        let state = owner.keyring_rx.borrow().clone();
+        let stranger = Crypto::new(MasterKey::generate(), watch::channel(state).1);
+        assert!(matches!(stranger.keyring(), Err(ServerError::Crypto(_))));
+    }
+}

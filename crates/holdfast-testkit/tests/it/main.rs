@@ -6,6 +6,7 @@ mod t20_failures;
 mod t30_requests;
 mod t40_topology;
 mod t50_health;
+mod t60_keys;
 
 use std::time::Duration;
 
