@@ -127,5 +127,6 @@ fn print_tour(endpoints: &[String], file: &ClusterFile) {
     println!("  kill -9 {}          # kill a node: the others keep serving", pid(3));
     println!("  kill -9 {} {}   # lose the whole ua-kyiv region: still writable", pid(1), pid(2));
     println!();
+    println!("Records are sealed under the master key in {}/master.key (generated for this demo).", file.data_dir);
     println!("cluster.json is in {}. Press Ctrl-C to stop the cluster.", file.data_dir);
 }
