@@ -40,7 +40,12 @@ pub(crate) async fn run(raft: Raft, view: ReadView, crypto: Arc<Crypto>, mut shu
             _ = tokio::time::sleep(TICK) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        if raft.ensure_linearizable().await.is_err() {
+        // Cheap checks first: most ticks there is nothing to do, and only a
+        // leader acts (and then confirms it leads before writing).
+        let state = view.keyring().borrow().clone();
+        let idle = state.current.is_some() && state.wrapped.len() == 1;
+        let leads = raft.metrics().borrow().state == openraft::ServerState::Leader;
+        if idle || !leads || raft.ensure_linearizable().await.is_err() {
             pass = Pass::default();
             continue;
         }
