@@ -16,7 +16,7 @@ pub type NodeId = u64;
 
 /// Modelled round trip between two regions. Kept well under the election
 /// timeout (500–1000 ms) so that delay alone never costs a leader.
-fn round_trip(a: &str, b: &str) -> Duration {
+pub(crate) fn round_trip(a: &str, b: &str) -> Duration {
     let ms = if a == b {
         1
     } else {
@@ -38,7 +38,14 @@ pub struct ChaosCluster {
     pub processes: ProcessCluster,
     /// Proxy for the link `(from, to)`: `from` dials `to` through it.
     pub links: BTreeMap<(NodeId, NodeId), Arc<LinkProxy>>,
+    /// Current members and their regions; replaced nodes leave, new ones join.
     pub regions: BTreeMap<NodeId, String>,
+    /// Proxy in front of a node that joined later: existing nodes' configs
+    /// cannot change at runtime, so they dial it at its membership address,
+    /// which is this proxy. One proxy for all senders, so faults and delays
+    /// on links into such a node are per node, not per link.
+    pub inbound: BTreeMap<NodeId, Arc<LinkProxy>>,
+    pub unsafe_local_reads: bool,
 }
 
 /// One node's answer to a status call.
@@ -78,7 +85,7 @@ impl ChaosCluster {
             let delay = round_trip(&regions[&from], &regions[&to]) / 2;
             links.insert((from, to), Arc::new(proxy.serve(target, delay)?));
         }
-        let mut cluster = Self { processes, links, regions };
+        let mut cluster = Self { processes, links, regions, inbound: BTreeMap::new(), unsafe_local_reads };
         cluster.processes.start_all()?;
         Ok(cluster)
     }
@@ -98,13 +105,15 @@ impl ChaosCluster {
 
     pub fn region_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.regions.values().cloned().collect();
+        // Nodes that joined later sort after the rest; dedup needs order.
+        names.sort();
         names.dedup();
         names
     }
 
-    /// Client endpoints (direct, not through proxies).
+    /// Client endpoints of the current members (direct, not through proxies).
     pub fn endpoints(&self) -> Vec<String> {
-        self.processes.endpoints()
+        self.processes.nodes().filter(|n| self.regions.contains_key(&n.spec.id)).map(|n| n.addr.clone()).collect()
     }
 
     /// Sets every link from a node in `a` to a node in `b` to `mode`.
@@ -126,15 +135,16 @@ impl ChaosCluster {
     }
 
     pub fn heal_links(&self) {
-        for link in self.links.values() {
+        for link in self.links.values().chain(self.inbound.values()) {
             link.set_mode(LinkMode::Pass);
         }
     }
 
-    /// Status of every running node that answers.
+    /// Status of every running member that answers.
     pub async fn states(&self) -> Vec<NodeState> {
         let mut states = Vec::new();
-        for node in self.processes.nodes().filter(|n| self.processes.is_running(n.spec.id)) {
+        let members = self.processes.nodes().filter(|n| self.regions.contains_key(&n.spec.id));
+        for node in members.filter(|n| self.processes.is_running(n.spec.id)) {
             if let Some(s) = status_of(&node.addr).await {
                 states.push(NodeState {
                     id: node.spec.id,

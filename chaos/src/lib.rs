@@ -8,6 +8,7 @@ pub mod history;
 pub mod nemesis;
 mod progress;
 pub mod proxy;
+pub mod replace;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::cluster::{ChaosCluster, NodeId};
 use crate::proxy::LinkMode;
+use crate::replace::{self, Outcome};
 use crate::scenario::{Fault, Partition};
 
 /// How often a flapping partition switches between cut and healed: fast
@@ -21,6 +22,8 @@ pub enum Active {
     Paused(NodeId),
     Cut,
     Flapping(tokio::task::JoinHandle<()>),
+    /// Killed with wiped disks; healing replaces them under new ids.
+    Wiped(Vec<NodeId>),
 }
 
 /// Starts `fault`; returns what was done (for the report) and how to undo it.
@@ -70,6 +73,12 @@ pub async fn inject(cluster: &mut ChaosCluster, fault: Fault, rng: &mut StdRng) 
                 cluster.processes.kill(*id)?;
             }
             Ok(("kill -9 every node".into(), Active::Killed(ids)))
+        }
+        Fault::ReplaceWipedRegion => {
+            let region = replace::largest_region(cluster).ok_or_else(|| anyhow::anyhow!("empty cluster"))?;
+            let victims = replace::lose_region(cluster, &region)?;
+            let lost_leader = if leader.is_some_and(|l| victims.contains(&l)) { " (the leader's)" } else { "" };
+            Ok((format!("kill -9 + wipe region {region}{lost_leader} {}", names(&victims)), Active::Wiped(victims)))
         }
         Fault::Partition { shape } => partition(cluster, shape, leader_or_any, rng),
     }
@@ -156,9 +165,11 @@ fn partition(
     }
 }
 
-/// Undoes a fault: restarts killed nodes, resumes a paused one, heals links.
-pub async fn heal(cluster: &mut ChaosCluster, active: Active) -> anyhow::Result<()> {
+/// Undoes a fault: restarts killed nodes, resumes a paused one, heals links,
+/// replaces wiped nodes; returns what a replacement did and found.
+pub async fn heal(cluster: &mut ChaosCluster, active: Active) -> anyhow::Result<Outcome> {
     match active {
+        Active::Wiped(ids) => return replace::replace(cluster, &ids).await,
         Active::Killed(ids) => {
             for id in ids {
                 cluster.processes.start(id)?;
@@ -172,5 +183,5 @@ pub async fn heal(cluster: &mut ChaosCluster, active: Active) -> anyhow::Result<
             cluster.heal_links();
         }
     }
-    Ok(())
+    Ok(Outcome::default())
 }

@@ -69,6 +69,8 @@ pub struct Report {
     pub final_states: Vec<NodeState>,
     pub convergence_failures: Vec<String>,
     pub final_op_failures: Vec<String>,
+    /// A replaced node's old id got back in, or the voters came out wrong.
+    pub membership_failures: Vec<String>,
     pub harness_errors: Vec<String>,
     pub check: Option<CheckReport>,
     pub verdict: Verdict,
@@ -104,6 +106,7 @@ impl Report {
             final_states: Vec::new(),
             convergence_failures: Vec::new(),
             final_op_failures: Vec::new(),
+            membership_failures: Vec::new(),
             harness_errors: Vec::new(),
             check: None,
             verdict: Verdict::Unknown,
@@ -213,7 +216,7 @@ impl Report {
                 let _ = writeln!(s, "replicas did NOT converge: {}", join_some(&self.convergence_failures));
             }
         }
-        for e in self.final_op_failures.iter().chain(&self.harness_errors) {
+        for e in self.final_op_failures.iter().chain(&self.membership_failures).chain(&self.harness_errors) {
             let _ = writeln!(s, "  problem: {e}");
         }
         let _ = writeln!(s, "verdict: {}", verdict_word(self.verdict));

@@ -127,10 +127,12 @@ async fn run_faults(
             p.set_fault(&detail);
         }
         tokio::time::sleep_until((phase_start + planned.start + planned.length).into()).await;
-        nemesis::heal(cluster, active).await?;
+        let healed = nemesis::heal(cluster, active).await?;
         if let Some(p) = progress {
             p.set_fault("");
         }
+        report.membership_failures.extend(healed.problems);
+        let detail = std::iter::once(detail).chain(healed.notes).collect::<Vec<_>>().join("; ");
         report.faults.push(FaultWindow {
             label: planned.fault.label(),
             detail,
@@ -233,7 +235,10 @@ impl Report {
     /// convergence or final op, and unknown by any harness error.
     pub fn verdict(&self) -> Verdict {
         let mut verdict = self.check.as_ref().map_or(Verdict::Unknown, |c| c.verdict);
-        if !self.convergence_failures.is_empty() || !self.final_op_failures.is_empty() {
+        if !self.convergence_failures.is_empty()
+            || !self.final_op_failures.is_empty()
+            || !self.membership_failures.is_empty()
+        {
             verdict = verdict.and(Verdict::Invalid);
         }
         if !self.harness_errors.is_empty() {

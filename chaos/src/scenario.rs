@@ -48,6 +48,10 @@ pub enum Fault {
     /// kill -9 every node at once, restart them all at the end. The cluster
     /// is expected to be unavailable meanwhile, not unsafe.
     CrashAll,
+    /// kill -9 every node of the region holding the most voters and wipe
+    /// their disks, then replace them by nodes with new ids through the
+    /// cluster service, and check that an old id cannot come back.
+    ReplaceWipedRegion,
 }
 
 impl Fault {
@@ -63,6 +67,7 @@ impl Fault {
             Fault::RegionLoss { leader: true } => "lose leader region".into(),
             Fault::RegionLoss { leader: false } => "lose region".into(),
             Fault::CrashAll => "crash all".into(),
+            Fault::ReplaceWipedRegion => "replace wiped region".into(),
         }
     }
 }
@@ -88,6 +93,9 @@ pub struct Scenario {
     pub gap: (Duration, Duration),
     /// How long each fault lasts.
     pub length: (Duration, Duration),
+    /// Draw again from the menu once every fault has run; false runs each
+    /// menu fault once (a fault that changes membership is not repeatable).
+    pub repeat: bool,
 }
 
 const fn secs(s: u64) -> Duration {
@@ -95,7 +103,15 @@ const fn secs(s: u64) -> Duration {
 }
 
 fn scenario(name: &'static str, about: &'static str, menu: Vec<Fault>) -> Scenario {
-    Scenario { name, about, menu, unsafe_local_reads: false, gap: (secs(2), secs(4)), length: (secs(3), secs(6)) }
+    Scenario {
+        name,
+        about,
+        menu,
+        unsafe_local_reads: false,
+        gap: (secs(2), secs(4)),
+        length: (secs(3), secs(6)),
+        repeat: true,
+    }
 }
 
 /// Every scenario `run` accepts.
@@ -132,6 +148,15 @@ pub fn all() -> Vec<Scenario> {
             gap: (secs(4), secs(6)),
             length: (secs(2), secs(4)),
             ..scenario("crash-all", "coordinated kill -9 of every node, then restart", vec![CrashAll])
+        },
+        Scenario {
+            repeat: false,
+            ..scenario(
+                "region-loss-wiped",
+                "a whole region killed with its disks wiped, replaced by new node ids while the workload runs; \
+                 an old id restarted empty must not rejoin",
+                vec![Fault::ReplaceWipedRegion],
+            )
         },
         scenario("mixed", "all fault kinds except a full crash, drawn at random", mixed),
         Scenario {
@@ -171,7 +196,8 @@ impl Scenario {
             }
             let fault = match order.get(index) {
                 Some(f) => *f,
-                None => *self.menu.choose(&mut rng).unwrap_or(&Fault::Kill { leader: false }),
+                None if self.repeat => *self.menu.choose(&mut rng).unwrap_or(&Fault::Kill { leader: false }),
+                None => break,
             };
             index += 1;
             plan.push(Planned { fault, start: at, length });
@@ -193,6 +219,13 @@ mod tests {
         let c = serde_json::to_string(&s.schedule(secs(60), 8)).expect("json");
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn region_loss_wiped_runs_once() {
+        let s = find("region-loss-wiped").expect("scenario exists");
+        let plan = s.schedule(secs(60), 3);
+        assert_eq!(plan.len(), 1, "{plan:?}");
     }
 
     #[test]

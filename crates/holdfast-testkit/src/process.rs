@@ -133,48 +133,57 @@ impl ProcessCluster {
                 placement_toml(&s.placement)
             )?;
         }
-        let mut nodes = BTreeMap::new();
+        let mut cluster = Self { binary: binary.to_path_buf(), root: root.to_path_buf(), nodes: BTreeMap::new() };
         for s in specs {
-            let opts = options(s.id);
-            let data_dir = root.join(format!("n{}", s.id));
-            let config_path = root.join(format!("n{}.toml", s.id));
-            let mut text = format!(
-                "id = {}\nlisten = {:?}\ndata_dir = {:?}\nunsafe_local_reads = {}\nplacement = {}\n",
-                s.id,
-                addrs[&s.id],
-                data_dir.display().to_string(),
-                opts.unsafe_local_reads,
-                placement_toml(&s.placement),
-            );
-            if !opts.peer_addr_overrides.is_empty() {
-                text.push_str("peer_addr_overrides = { ");
-                let pairs: Vec<String> =
-                    opts.peer_addr_overrides.iter().map(|(id, a)| format!("\"{id}\" = {a:?}")).collect();
-                text.push_str(&pairs.join(", "));
-                text.push_str(" }\n");
-            }
-            if opts.insecure_plaintext {
-                text.push_str("insecure_plaintext = true\n");
-            } else {
-                text.push_str(&format!("key_file = {:?}\n", key_path.display().to_string()));
-            }
-            text.push_str(&opts.extra_toml);
-            text.push_str(&members);
-            std::fs::write(&config_path, text)?;
-            let log_path = root.join(format!("n{}.log", s.id));
-            nodes.insert(
-                s.id,
-                ProcessNode {
-                    spec: s.clone(),
-                    addr: addrs[&s.id].clone(),
-                    config_path,
-                    data_dir,
-                    log_path,
-                    child: None,
-                },
-            );
+            cluster.write_node(s, &addrs[&s.id], &options(s.id), &members)?;
         }
-        Ok(Self { binary: binary.to_path_buf(), root: root.to_path_buf(), nodes })
+        Ok(cluster)
+    }
+
+    /// Configures (does not start) a node with a new id that joins the
+    /// running cluster through the cluster service. Its config has no
+    /// `initial_members`, so it never bootstraps; it shares the cluster's
+    /// master key. Returns its listen address.
+    pub fn add_node(&mut self, spec: &NodeSpec, options: &NodeOptions) -> anyhow::Result<String> {
+        anyhow::ensure!(!self.nodes.contains_key(&spec.id), "node {} already exists", spec.id);
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        self.write_node(spec, &addr, options, "")?;
+        Ok(addr)
+    }
+
+    /// Writes one node's config and records the node; `members` is the
+    /// rendered `[[initial_members]]` tables (empty for a joining node).
+    fn write_node(&mut self, s: &NodeSpec, addr: &str, opts: &NodeOptions, members: &str) -> anyhow::Result<()> {
+        let key_path = self.root.join("master.key");
+        let data_dir = self.root.join(format!("n{}", s.id));
+        let config_path = self.root.join(format!("n{}.toml", s.id));
+        let mut text = format!(
+            "id = {}\nlisten = {:?}\ndata_dir = {:?}\nunsafe_local_reads = {}\nplacement = {}\n",
+            s.id,
+            addr,
+            data_dir.display().to_string(),
+            opts.unsafe_local_reads,
+            placement_toml(&s.placement),
+        );
+        if !opts.peer_addr_overrides.is_empty() {
+            text.push_str("peer_addr_overrides = { ");
+            let pairs: Vec<String> =
+                opts.peer_addr_overrides.iter().map(|(id, a)| format!("\"{id}\" = {a:?}")).collect();
+            text.push_str(&pairs.join(", "));
+            text.push_str(" }\n");
+        }
+        if opts.insecure_plaintext {
+            text.push_str("insecure_plaintext = true\n");
+        } else {
+            text.push_str(&format!("key_file = {:?}\n", key_path.display().to_string()));
+        }
+        text.push_str(&opts.extra_toml);
+        text.push_str(members);
+        std::fs::write(&config_path, text)?;
+        let log_path = self.root.join(format!("n{}.log", s.id));
+        let node = ProcessNode { spec: s.clone(), addr: addr.to_owned(), config_path, data_dir, log_path, child: None };
+        self.nodes.insert(s.id, node);
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -334,4 +343,28 @@ pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = profile_dir.join(name);
     anyhow::ensure!(path.exists(), "{} not built; run `cargo build --workspace --bins` first", path.display());
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joining_node_has_no_initial_members_but_the_cluster_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("cluster");
+        let specs = reference_topology();
+        let mut cluster =
+            ProcessCluster::configure(Path::new("/nonexistent"), &root, &specs, None, |_| NodeOptions::default())
+                .expect("configure");
+        let joiner = NodeSpec { id: 6, placement: specs[0].placement.clone() };
+        cluster.add_node(&joiner, &NodeOptions::default()).expect("add node");
+        assert!(cluster.add_node(&joiner, &NodeOptions::default()).is_err(), "ids are unique");
+        let original = std::fs::read_to_string(root.join("n1.toml")).expect("n1 config");
+        let joined = std::fs::read_to_string(root.join("n6.toml")).expect("n6 config");
+        assert!(original.contains("[[initial_members]]"));
+        assert!(!joined.contains("initial_members"), "a joining node must not bootstrap:\n{joined}");
+        assert!(joined.contains("master.key"));
+        assert_eq!(cluster.endpoints().len(), 6);
+    }
 }
