@@ -117,8 +117,15 @@ impl Client {
             ClientError::NotLeader { leader: Some(hint), .. } if follow => match self.pool.follow_hint(hint) {
                 // A fresh hint: go straight to the leader.
                 Some(index) if index != target.index && !unreachable.contains(&index) => false,
-                // A hint naming a node this call could not reach: wait.
-                Some(index) if index != target.index => true,
+                // A hint naming a node this call could not reach (a dead
+                // leader not yet replaced, or an address only the cluster's
+                // own network resolves): forget it and try the endpoint after
+                // the one that gave it, so every configured endpoint gets a turn.
+                Some(index) if index != target.index => {
+                    self.pool.skip(index);
+                    self.pool.skip(target.index);
+                    true
+                }
                 // A node naming itself while refusing, or an unusable hint:
                 // its view is stale, so try elsewhere after a pause.
                 _ => {

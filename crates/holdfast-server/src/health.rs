@@ -76,3 +76,32 @@ pub async fn report_readiness(
     reporter.set_service_status(REGISTRY_SERVICE, ServingStatus::NotServing).await;
     metrics.set_ready(false);
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId, RaftMetrics};
+
+    use super::*;
+
+    fn applied(m: &mut RaftMetrics<NodeId, NodeInfo>, index: u64) {
+        m.last_applied = Some(LogId::new(CommittedLeaderId::new(1, 1), index));
+    }
+
+    #[test]
+    fn ready_needs_a_leader_a_fresh_quorum_and_a_caught_up_state_machine() {
+        let mut m = RaftMetrics::new_initial(2);
+        assert!(!is_ready(&m, None, 1000), "no leader");
+        m.current_leader = Some(1);
+        applied(&mut m, 500);
+        assert!(is_ready(&m, Some(500), 1000));
+        assert!(is_ready(&m, Some(500 + READY_APPLY_LAG_ENTRIES_MAX), 1000));
+        assert!(!is_ready(&m, Some(501 + READY_APPLY_LAG_ENTRIES_MAX), 1000), "replaying a backlog");
+
+        m.current_leader = Some(2);
+        assert!(!is_ready(&m, Some(500), 1000), "leader never acknowledged");
+        m.millis_since_quorum_ack = Some(200);
+        assert!(is_ready(&m, Some(500), 1000));
+        m.millis_since_quorum_ack = Some(5000);
+        assert!(!is_ready(&m, Some(500), 1000), "leader cut off from its quorum");
+    }
+}

@@ -216,4 +216,20 @@ impl Cluster for FakeNode {
         self.admit(true)?;
         Ok(Response::new(pb::MembershipResponse::default()))
     }
+
+    async fn rotate_key(
+        &self,
+        _request: Request<pb::RotateKeyRequest>,
+    ) -> Result<Response<pb::KeyStatusResponse>, Status> {
+        self.admit(true)?;
+        Ok(Response::new(pb::KeyStatusResponse { encrypted: true, current_key_id: 2, ..Default::default() }))
+    }
+
+    async fn key_status(
+        &self,
+        _request: Request<pb::KeyStatusRequest>,
+    ) -> Result<Response<pb::KeyStatusResponse>, Status> {
+        self.admit(false)?;
+        Ok(Response::new(pb::KeyStatusResponse { encrypted: true, current_key_id: 1, ..Default::default() }))
+    }
 }
