@@ -16,7 +16,6 @@ use openraft::SnapshotPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::bootstrap;
 use crate::cluster_service::ClusterService;
@@ -228,7 +227,10 @@ async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    let incoming = TcpListenerStream::new(listener);
+    // tonic applies `tcp_nodelay` only to listeners it binds itself; with a
+    // listener handed in, Nagle stays on and replies stall ~40 ms on delayed
+    // ACKs (measured: 20 → 960 linearizable gets/s with one client).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     Ok(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = shutdown_rx.wait_for(|stop| *stop).await;
     }))

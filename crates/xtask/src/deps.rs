@@ -31,7 +31,8 @@ pub fn ensure_build_packages() -> Result<()> {
     apt_install(&BUILD_PACKAGES)
 }
 
-/// etcd is the benchmark's peer; nothing else needs it.
+/// etcd is the benchmark's peer: `bench` needs it, and so does the
+/// benchmark's end-to-end test that `test` runs.
 pub fn ensure_etcd() -> Result<()> {
     let mut missing = Vec::new();
     report("etcd", find_on_path("etcd"), &mut missing);

@@ -28,8 +28,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args...]
 
 commands:
-  deps             install the system packages the build needs (clang, libclang, protoc)
-                   and build RocksDB once for this machine
+  deps             install the system packages the build and tests need (clang, libclang,
+                   protoc, etcd) and build RocksDB once for this machine
   env              print `export ROCKSDB_LIB_DIR=...` for plain cargo: eval \"$(cargo xtask env)\"
   demo [args...]   build release binaries, then run `holdfast demo [args...]`
   test [args...]   build the binaries, then `cargo test --workspace [args...]`
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let command = args.next().and_then(|c| c.into_string().ok());
     let rest: Vec<OsString> = args.collect();
     let result = match command.as_deref() {
-        Some("deps") => prepare().map(|_| ExitCode::SUCCESS),
+        Some("deps") => prepare().and_then(|_| deps::ensure_etcd()).map(|_| ExitCode::SUCCESS),
         Some("env") => env(),
         Some("demo") => demo(&rest),
         Some("test") => test(&rest),
@@ -87,6 +87,8 @@ fn demo(args: &[OsString]) -> Result<ExitCode> {
 /// differently, so `cargo test --workspace` would then rebuild shared crates.
 fn test(args: &[OsString]) -> Result<ExitCode> {
     let rocksdb = prepare()?;
+    // holdfast-bench's end-to-end test starts an etcd cluster.
+    deps::ensure_etcd()?;
     let status = run_step(rocksdb.cargo().args(["build", "--workspace", "--bins"]))?;
     if !status.success() {
         return Ok(exit_code_of(status));
@@ -116,6 +118,12 @@ fn bench(args: &[OsString]) -> Result<ExitCode> {
     deps::ensure_etcd()?;
     if !workspace_packages()?.iter().any(|name| name == BENCH_PACKAGE) {
         bail!("package {BENCH_PACKAGE} is not in the workspace yet (it will live in bench/)");
+    }
+    // `compare` starts the `holdfast` binary next to its own, and `cargo run`
+    // builds only the package it runs.
+    let status = run_step(rocksdb.cargo().args(["build", "--release", "-p", "holdfast", "-p", BENCH_PACKAGE]))?;
+    if !status.success() {
+        return Ok(exit_code_of(status));
     }
     let status = run_step(rocksdb.cargo().args(["run", "--release", "-p", BENCH_PACKAGE, "--", "compare"]).args(args))?;
     Ok(exit_code_of(status))

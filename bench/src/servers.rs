@@ -1,0 +1,249 @@
+//! The clusters `compare` starts on loopback — 3 holdfast nodes and 3 etcd
+//! members, each in a temp dir and stopped on drop — and the CPU time their
+//! processes use, read from /proc.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use holdfast_testkit::process::{free_port, reference_topology, NodeOptions, ProcessCluster};
+use tempfile::TempDir;
+
+/// Reference-topology nodes in three distinct regions: the placement rule
+/// refuses a voter set with two of three voters in one region.
+const HOLDFAST_NODE_IDS: [u64; 3] = [1, 3, 4];
+/// A cold start (RocksDB open, first election) on a loaded 2-core machine.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// etcd refuses writes past its backend quota (2 GiB by default); a long run
+/// of unique 256-byte keys must never reach it.
+const ETCD_QUOTA_BACKEND_BYTES: u64 = 8 << 30;
+/// /proc/<pid>/stat counts CPU time in clock ticks of USER_HZ, which Linux
+/// fixes at 100 for user space on every architecture it exposes /proc on.
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// Three `holdfast serve` processes from generated config files, as users run them.
+pub struct HoldfastCluster {
+    // Declared first so its processes die before the temp dir goes.
+    cluster: ProcessCluster,
+    _root: TempDir,
+}
+
+impl HoldfastCluster {
+    pub async fn start(binary: &Path) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            binary.exists(),
+            "holdfast binary {} not found; build it first: cargo build --release -p holdfast",
+            binary.display()
+        );
+        let root = tempfile::Builder::new().prefix("holdfast-bench-").tempdir()?;
+        let specs: Vec<_> = reference_topology().into_iter().filter(|s| HOLDFAST_NODE_IDS.contains(&s.id)).collect();
+        let mut cluster = ProcessCluster::configure(binary, root.path(), &specs, None, |_| NodeOptions::default())?;
+        cluster.start_all()?;
+        let started = Self { cluster, _root: root };
+        if let Err(error) = started.cluster.wait_for_leader(START_TIMEOUT).await {
+            let logs: Vec<PathBuf> = started.cluster.nodes().map(|n| n.log_path.clone()).collect();
+            bail!("holdfast cluster did not elect a leader: {error:#}\n{}", log_tails(&logs));
+        }
+        Ok(started)
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.cluster.endpoints()
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.cluster.nodes().filter_map(|n| n.pid()).collect()
+    }
+}
+
+/// Three etcd members with data dirs in a temp dir, default snapshot and WAL settings.
+pub struct EtcdCluster {
+    children: Vec<Child>,
+    client_addrs: Vec<String>,
+    leader_addr: String,
+    root: TempDir,
+}
+
+impl Drop for EtcdCluster {
+    /// Never leaves an etcd behind, whatever failed.
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl EtcdCluster {
+    pub async fn start(binary: &Path) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            binary.exists(),
+            "etcd binary {} not found; install Debian's etcd-server (cargo xtask deps does)",
+            binary.display()
+        );
+        let root = tempfile::Builder::new().prefix("etcd-bench-").tempdir()?;
+        let mut client_addrs = Vec::new();
+        let mut peer_urls = Vec::new();
+        for _ in 0..3 {
+            client_addrs.push(format!("127.0.0.1:{}", free_port()?));
+            peer_urls.push(format!("http://127.0.0.1:{}", free_port()?));
+        }
+        let initial_cluster: Vec<String> = peer_urls.iter().enumerate().map(|(i, url)| format!("e{i}={url}")).collect();
+        let mut cluster = Self { children: Vec::new(), client_addrs, leader_addr: String::new(), root };
+        for (i, peer_url) in peer_urls.iter().enumerate() {
+            let log = File::create(cluster.log_path(i))?;
+            let client_url = format!("http://{}", cluster.client_addrs[i]);
+            let child = Command::new(binary)
+                .arg(format!("--name=e{i}"))
+                .arg(format!("--data-dir={}", cluster.root.path().join(format!("e{i}")).display()))
+                .arg(format!("--listen-client-urls={client_url}"))
+                .arg(format!("--advertise-client-urls={client_url}"))
+                .arg(format!("--listen-peer-urls={peer_url}"))
+                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                .arg(format!("--initial-cluster={}", initial_cluster.join(",")))
+                .arg("--initial-cluster-state=new")
+                .arg("--initial-cluster-token=holdfast-bench")
+                .arg(format!("--quota-backend-bytes={ETCD_QUOTA_BACKEND_BYTES}"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))?;
+            cluster.children.push(child);
+        }
+        match tokio::time::timeout(START_TIMEOUT, cluster.find_leader()).await {
+            Ok(Some(leader)) => cluster.leader_addr = leader,
+            _ => {
+                let logs: Vec<PathBuf> = (0..3).map(|i| cluster.log_path(i)).collect();
+                bail!("etcd cluster did not elect a leader\n{}", log_tails(&logs));
+            }
+        }
+        Ok(cluster)
+    }
+
+    fn log_path(&self, member: usize) -> PathBuf {
+        self.root.path().join(format!("e{member}.log"))
+    }
+
+    /// Polls every member until all agree on a leader; returns its client address.
+    async fn find_leader(&self) -> Option<String> {
+        loop {
+            let mut answers = Vec::new();
+            for addr in &self.client_addrs {
+                answers.push(etcd_status(addr).await);
+            }
+            let leader_id = answers.first().copied().flatten().map(|(_, leader)| leader).unwrap_or(0);
+            let agreed = leader_id != 0 && answers.iter().all(|a| a.is_some_and(|(_, leader)| leader == leader_id));
+            if agreed {
+                let position = answers.iter().position(|a| a.is_some_and(|(member, _)| member == leader_id))?;
+                return Some(self.client_addrs[position].clone());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The leader only, as holdfast's client sends every request to its
+    /// leader too: neither side pays for follower forwarding.
+    pub fn endpoints(&self) -> Vec<String> {
+        vec![self.leader_addr.clone()]
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
+/// (this member's id, the leader it knows) or `None` if it does not answer.
+async fn etcd_status(addr: &str) -> Option<(u64, u64)> {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_timeout(Duration::from_secs(2));
+    let mut client = etcd_client::Client::connect([format!("http://{addr}")], Some(options)).await.ok()?;
+    let status = client.status().await.ok()?;
+    Some((status.header()?.member_id(), status.leader()))
+}
+
+/// User + system CPU seconds used so far by `pids`, summed; `None` for no pids.
+pub fn cpu_seconds(pids: &[u32]) -> anyhow::Result<Option<f64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut ticks = 0u64;
+    for pid in pids {
+        let path = format!("/proc/{pid}/stat");
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path} (did the server exit?)"))?;
+        ticks += parse_cpu_ticks(&stat).with_context(|| format!("{path} has an unexpected format"))?;
+    }
+    Ok(Some(ticks as f64 / CLOCK_TICKS_PER_SEC))
+}
+
+/// utime + stime (fields 14 and 15) of a /proc/<pid>/stat line. The command
+/// name (field 2) may hold spaces, so fields are counted after its `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The last lines of each log, for an error message.
+fn log_tails(paths: &[PathBuf]) -> String {
+    let mut out = String::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!("--- {} ---\n", path.display()));
+        for line in &lines[lines.len().saturating_sub(10)..] {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// CPU model, cores, memory and kernel, for the report header.
+pub fn describe_machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+        .unwrap_or("unknown CPU")
+        .trim()
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0.0, |kib| kib as f64 / (1024.0 * 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    format!("{model}, {cores} cores, {mem_gib:.0} GiB, Linux {}, load average at start {load}", kernel.trim())
+}
+
+/// `etcd --version`'s first line, e.g. "etcd Version: 3.4.23".
+pub fn etcd_version(binary: &Path) -> String {
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpu_ticks;
+
+    #[test]
+    fn cpu_ticks_are_fields_14_and_15_even_with_spaces_in_the_name() {
+        let stat = "1234 (holdfast (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 1 2 3";
+        assert_eq!(parse_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+}

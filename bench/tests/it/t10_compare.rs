@@ -1,0 +1,49 @@
+//! `compare` end to end on a tiny workload: both clusters start, both
+//! targets answer, and the JSON report is well formed. No figure is checked:
+//! times on a shared machine say nothing.
+
+use std::path::Path;
+use std::process::Command;
+
+use holdfast_testkit::process::workspace_binary;
+
+const ETCD: &str = "/usr/bin/etcd";
+
+#[test]
+fn compare_runs_both_targets_and_reports() {
+    assert!(
+        Path::new(ETCD).exists(),
+        "{ETCD} is missing: install Debian's etcd-server (`cargo xtask deps` does) to run the benchmark test"
+    );
+    let holdfast = workspace_binary("holdfast").expect("the holdfast binary is built");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_holdfast-bench"))
+        .args(["compare", "--workloads", "put,get", "--clients", "2", "--duration", "1", "--warmup", "0.5"])
+        .args(["--preload-keys", "20", "--etcd-bin", ETCD])
+        .arg("--holdfast-bin")
+        .arg(&holdfast)
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("holdfast-bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "compare failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("ratio"), "no ratio line in the table:\n{stdout}");
+
+    let text = std::fs::read_to_string(&json_path).expect("the JSON report is written");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("the report is JSON");
+    let comparisons = report["comparisons"].as_array().expect("comparisons is a list");
+    assert_eq!(comparisons.len(), 2, "{text}");
+    for (comparison, workload) in comparisons.iter().zip(["put", "get"]) {
+        assert_eq!(comparison["workload"], workload);
+        for target in ["holdfast", "etcd"] {
+            let measurement = &comparison[target];
+            assert_eq!(measurement["target"], target);
+            assert!(measurement["ops"].as_u64().is_some_and(|ops| ops > 0), "{target} did no {workload}: {text}");
+            assert!(measurement["p99_ms"].as_f64().is_some(), "{text}");
+            assert!(measurement["cpu_secs_per_kop"].as_f64().is_some(), "{text}");
+        }
+        assert!(comparison["ratio_ops_per_sec"].as_f64().is_some(), "{text}");
+    }
+}
