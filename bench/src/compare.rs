@@ -28,6 +28,8 @@ pub struct CompareSpec {
     pub preload_keys: u64,
     pub holdfast_bin: PathBuf,
     pub etcd_bin: PathBuf,
+    /// Holdfast without sealing, only to measure what encryption costs.
+    pub insecure_plaintext: bool,
 }
 
 struct Started {
@@ -50,7 +52,9 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
     let machine = describe_machine();
     eprintln!("machine: {machine}");
     let started = Started {
-        holdfast: HoldfastCluster::start(&spec.holdfast_bin).await.context("starting the holdfast cluster")?,
+        holdfast: HoldfastCluster::start(&spec.holdfast_bin, spec.insecure_plaintext)
+            .await
+            .context("starting the holdfast cluster")?,
         etcd: EtcdCluster::start(&spec.etcd_bin).await.context("starting the etcd cluster")?,
     };
     eprintln!("holdfast at {:?}, etcd leader at {:?}", started.holdfast.endpoints(), started.etcd.endpoints());

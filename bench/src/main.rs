@@ -100,6 +100,10 @@ struct CompareArgs {
     holdfast_bin: Option<PathBuf>,
     #[arg(long, default_value = "/usr/bin/etcd")]
     etcd_bin: PathBuf,
+    /// Run holdfast without encryption (insecure_plaintext), to measure what
+    /// sealing costs. Users never run it this way.
+    #[arg(long)]
+    insecure_plaintext: bool,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -169,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
                     None => sibling_binary("holdfast")?,
                 },
                 etcd_bin: args.etcd_bin,
+                insecure_plaintext: args.insecure_plaintext,
             };
             let report = compare::run(&spec).await?;
             print!("{}", report.table());

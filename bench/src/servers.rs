@@ -31,7 +31,7 @@ pub struct HoldfastCluster {
 }
 
 impl HoldfastCluster {
-    pub async fn start(binary: &Path) -> anyhow::Result<Self> {
+    pub async fn start(binary: &Path, insecure_plaintext: bool) -> anyhow::Result<Self> {
         anyhow::ensure!(
             binary.exists(),
             "holdfast binary {} not found; build it first: cargo build --release -p holdfast",
@@ -39,7 +39,8 @@ impl HoldfastCluster {
         );
         let root = tempfile::Builder::new().prefix("holdfast-bench-").tempdir()?;
         let specs: Vec<_> = reference_topology().into_iter().filter(|s| HOLDFAST_NODE_IDS.contains(&s.id)).collect();
-        let mut cluster = ProcessCluster::configure(binary, root.path(), &specs, None, |_| NodeOptions::default())?;
+        let options = |_| NodeOptions { insecure_plaintext, ..NodeOptions::default() };
+        let mut cluster = ProcessCluster::configure(binary, root.path(), &specs, None, options)?;
         cluster.start_all()?;
         let started = Self { cluster, _root: root };
         if let Err(error) = started.cluster.wait_for_leader(START_TIMEOUT).await {
