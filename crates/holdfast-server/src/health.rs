@@ -22,8 +22,8 @@ pub const REGISTRY_SERVICE: &str = "holdfast.v1.Registry";
 /// more than this behind.
 pub const READY_APPLY_LAG_ENTRIES_MAX: u64 = 100;
 
-/// Re-check at least this often: openraft publishes no metrics change when a
-/// leader merely stops hearing from its quorum.
+/// How often readiness is re-checked (also bounds how long a change of
+/// readiness takes to show).
 const READINESS_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Whether a node in state `m`, knowing `committed`, may serve the registry.
@@ -53,7 +53,7 @@ pub async fn report_readiness(
     quorum_ack_stale_ms: u64,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut raft_metrics = raft.metrics();
+    let raft_metrics = raft.metrics();
     let mut reported = None;
     loop {
         let state = raft_metrics.borrow().clone();
@@ -67,8 +67,10 @@ pub async fn report_readiness(
             tracing::info!(ready, "registry readiness changed");
             reported = Some(ready);
         }
+        // Poll, never wake on every metrics change: asking the Raft core for
+        // its state makes it publish metrics again, so waking on changes
+        // turned this into a busy loop (40% of a core per idle node).
         tokio::select! {
-            changed = raft_metrics.changed() => if changed.is_err() { break },
             _ = tokio::time::sleep(READINESS_POLL_INTERVAL) => {}
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
