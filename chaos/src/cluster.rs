@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use holdfast_testkit::process::{reference_topology, status_of, NodeOptions, ProcessCluster};
+use holdfast_testkit::process::{reference_topology, status_of, status_with_digest, NodeOptions, ProcessCluster};
 use serde::Serialize;
 
 use crate::proxy::{LinkMode, LinkProxy};
@@ -140,12 +140,18 @@ impl ChaosCluster {
         }
     }
 
-    /// Status of every running member that answers.
+    /// Status of every running member that answers, with state digests.
     pub async fn states(&self) -> Vec<NodeState> {
+        self.collect_states(true).await
+    }
+
+    /// `with_digest` costs each node a full scan; leader polls go without.
+    async fn collect_states(&self, with_digest: bool) -> Vec<NodeState> {
         let mut states = Vec::new();
         let members = self.processes.nodes().filter(|n| self.regions.contains_key(&n.spec.id));
         for node in members.filter(|n| self.processes.is_running(n.spec.id)) {
-            if let Some(s) = status_of(&node.addr).await {
+            let status = if with_digest { status_with_digest(&node.addr).await } else { status_of(&node.addr).await };
+            if let Some(s) = status {
                 states.push(NodeState {
                     id: node.spec.id,
                     leader_id: s.leader_id,
@@ -160,7 +166,7 @@ impl ChaosCluster {
     /// The leader most running nodes name, if any names one.
     pub async fn leader(&self) -> Option<NodeId> {
         let mut votes: BTreeMap<u64, usize> = BTreeMap::new();
-        for s in self.states().await {
+        for s in self.collect_states(false).await {
             if s.leader_id != 0 {
                 *votes.entry(s.leader_id).or_default() += 1;
             }

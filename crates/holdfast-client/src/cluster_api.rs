@@ -25,7 +25,10 @@ impl Client {
         let policy = Policy { max_retries: 0, ..pinned.idempotent_policy(Route::Any) };
         let response = pinned
             .call(policy, |channel| async move {
-                ClusterClient::new(channel).status(pb::StatusRequest {}).await.map(Response::into_inner)
+                ClusterClient::new(channel)
+                    .status(pb::StatusRequest { include_digest: true })
+                    .await
+                    .map(Response::into_inner)
             })
             .await?;
         Ok(NodeStatus::from(response))

@@ -84,7 +84,7 @@ async fn peer_has_state(addr: &str) -> Option<bool> {
         tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect_timeout(Duration::from_secs(1));
     let channel = endpoint.connect().await.ok()?;
     let mut client = ClusterClient::new(channel);
-    let mut request = tonic::Request::new(StatusRequest {});
+    let mut request = tonic::Request::new(StatusRequest { include_digest: false });
     request.set_timeout(Duration::from_secs(2));
     let status = client.status(request).await.ok()?.into_inner();
     Some(status.term > 0 || status.last_log_index > 0)

@@ -142,13 +142,19 @@ fn role(state: ServerState) -> &'static str {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let metrics = self.raft.metrics().borrow().clone();
         let leader_addr = metrics
             .current_leader
             .and_then(|l| metrics.membership_config.membership().get_node(&l).map(|n| n.addr.clone()))
             .unwrap_or_default();
-        let (applied, digest) = self.view.digest().await.map_err(|e| to_status(e.into()))?;
+        // The digest scans the whole state machine: only when asked, since
+        // leader waits and bootstrap checks poll status often.
+        let (applied, digest) = if request.into_inner().include_digest {
+            self.view.digest().await.map_err(|e| to_status(e.into()))?
+        } else {
+            (self.view.applied(), String::new())
+        };
         Ok(Response::new(pb::StatusResponse {
             id: self.id,
             addr: self.info.addr.clone(),

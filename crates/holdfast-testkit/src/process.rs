@@ -321,13 +321,24 @@ impl Drop for ProcessCluster {
     }
 }
 
-/// A node's status over gRPC, or `None` if it does not answer in time.
+/// A node's status over gRPC (without the state digest), or `None` if it
+/// does not answer in time.
 pub async fn status_of(addr: &str) -> Option<holdfast_proto::v1::StatusResponse> {
+    fetch_status(addr, false).await
+}
+
+/// Like [`status_of`], with the state digest (a full scan on the node), for
+/// convergence checks.
+pub async fn status_with_digest(addr: &str) -> Option<holdfast_proto::v1::StatusResponse> {
+    fetch_status(addr, true).await
+}
+
+async fn fetch_status(addr: &str, include_digest: bool) -> Option<holdfast_proto::v1::StatusResponse> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .ok()?
         .connect_timeout(Duration::from_millis(500));
     let channel = endpoint.connect().await.ok()?;
-    let mut request = tonic::Request::new(StatusRequest {});
+    let mut request = tonic::Request::new(StatusRequest { include_digest });
     request.set_timeout(Duration::from_secs(2));
     Some(ClusterClient::new(channel).status(request).await.ok()?.into_inner())
 }
