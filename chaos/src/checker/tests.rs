@@ -1,5 +1,6 @@
-//! Hand-made histories the checker must reject or accept, and a
-//! cross-check of the search against brute force on small random histories.
+//! Hand-made histories the checker must reject or accept, and cross-checks
+//! of the search against brute force and against stateright's
+//! linearizability tester on small random histories.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -236,4 +237,68 @@ fn search_agrees_with_brute_force() {
     }
     // Both answers must be exercised for the comparison to mean anything.
     assert!(valid > 300 && invalid > 200, "valid {valid}, invalid {invalid}");
+}
+
+/// The register model as a stateright sequential spec. The recorded ops
+/// carry their results, so an op's "return value" is whether it is a legal
+/// step from the current state; an illegal step leaves the state alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct Spec(State);
+
+impl stateright::semantics::SequentialSpec for Spec {
+    type Op = ModelOp;
+    type Ret = bool;
+
+    fn invoke(&mut self, op: &ModelOp) -> bool {
+        match step(self.0, op) {
+            Some(next) => {
+                self.0 = next;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Stateright's verdict on `entries`: each op on its own thread, events fed
+/// in time order with calls before returns at the same instant (touching
+/// ops are concurrent, as in the search). Ops without a return (`info`)
+/// stay in flight, so they may or may not take effect.
+fn stateright_verdict(entries: &[Entry]) -> bool {
+    use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+    let mut events: Vec<(u64, u8, usize)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        events.push((e.call_us, 0, i));
+        if let Some(ret) = e.return_us {
+            events.push((ret, 1, i));
+        }
+    }
+    events.sort();
+    let mut tester = LinearizabilityTester::new(Spec::default());
+    for (_, kind, i) in events {
+        let result = if kind == 0 { tester.on_invoke(i, entries[i].op) } else { tester.on_return(i, true) };
+        if result.is_err() {
+            return false;
+        }
+    }
+    tester.is_consistent()
+}
+
+#[test]
+fn search_agrees_with_stateright() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let (mut valid, mut invalid) = (0, 0);
+    for case in 0..2000 {
+        let entries = random_history(&mut rng);
+        let expected = stateright_verdict(&entries);
+        let got = check_key(&entries, BUDGET);
+        let want = if expected { KeyVerdict::Linearizable } else { KeyVerdict::NotLinearizable };
+        assert_eq!(got, want, "case {case}: {entries:?}");
+        if expected {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+    }
+    assert!(valid > 200 && invalid > 150, "valid {valid}, invalid {invalid}");
 }
