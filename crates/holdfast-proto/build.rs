@@ -7,10 +7,11 @@ use std::path::PathBuf;
 /// The API contract; paths are relative to this crate so the build does not
 /// depend on where the workspace is checked out.
 const PROTO_ROOT: &str = "../../proto";
-const PROTO_FILES: [&str; 3] = [
+const PROTO_FILES: [&str; 4] = [
     "../../proto/holdfast/v1/registry.proto",
     "../../proto/holdfast/v1/cluster.proto",
     "../../proto/holdfast/v1/raft.proto",
+    "../../proto/holdfast/v1/access.proto",
 ];
 
 fn main() -> io::Result<()> {

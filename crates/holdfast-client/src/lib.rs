@@ -25,6 +25,7 @@
 //!   it was applied: [`ClientError::outcome`].
 //! - The client knows gRPC, not Raft: it has no openraft or storage types.
 
+mod access_api;
 mod client;
 mod cluster_api;
 mod endpoint;
@@ -36,6 +37,7 @@ mod record;
 mod registry_api;
 mod retry;
 
+pub use access_api::{AccessList, AuditEntry, AuditPage, Grant, WhoAmI};
 pub use client::{Client, ClientBuilder, DEFAULT_MAX_RETRIES, DEFAULT_MEMBERSHIP_TIMEOUT, DEFAULT_TIMEOUT};
 pub use cluster_api::EndpointStatus;
 pub use endpoint::{display_endpoint, normalize_endpoint};

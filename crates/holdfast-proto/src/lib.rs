@@ -3,7 +3,7 @@
 //! Everything here comes from `proto/holdfast/v1/*.proto`; conversions to
 //! domain types live in the crates that use it, never here.
 
-/// Package `holdfast.v1`: the Registry, Cluster and Raft services, with both
+/// Package `holdfast.v1`: the Registry, Cluster, Access, Audit and Raft services, with both
 /// client and server stubs.
 pub mod v1 {
     // Generated code is not held to the workspace lints.

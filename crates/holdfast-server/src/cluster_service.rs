@@ -8,10 +8,11 @@ use holdfast_proto::v1 as pb;
 use holdfast_proto::v1::cluster_server::Cluster;
 use holdfast_storage::ReadView;
 use holdfast_types::topology::{check_voters, survival};
-use holdfast_types::{Command, NodeId, NodeInfo, Placement, Raft};
+use holdfast_types::{Command, NodeId, NodeInfo, Permission, Placement, Raft};
 use openraft::{ChangeMembers, ServerState};
 use tonic::{Request, Response, Status};
 
+use crate::auth::Authorizer;
 use crate::crypto::Crypto;
 use crate::error::{to_status, ServerError};
 use crate::records::RecordCodec;
@@ -26,11 +27,18 @@ pub struct ClusterService {
     raft: Raft,
     view: ReadView,
     codec: RecordCodec,
+    auth: Authorizer,
 }
 
 impl ClusterService {
-    pub fn new(id: NodeId, info: NodeInfo, raft: Raft, view: ReadView, codec: RecordCodec) -> Self {
-        Self { id, info, raft, view, codec }
+    pub fn new(id: NodeId, info: NodeInfo, raft: Raft, view: ReadView, codec: RecordCodec, auth: Authorizer) -> Self {
+        Self { id, info, raft, view, codec, auth }
+    }
+
+    /// Membership changes and key rotation need `admin` on `*`.
+    fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let caller = self.auth.caller(request);
+        self.auth.check(&caller, None, Permission::Admin).map_err(to_status)
     }
 
     /// Counts stored revisions by the key sealing them (a full scan).
@@ -187,6 +195,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.check_admin(&request)?;
         let req = request.into_inner();
         let run = async {
             if req.id == 0 || req.addr.is_empty() {
@@ -205,6 +214,7 @@ impl Cluster for ClusterService {
     }
 
     async fn promote(&self, request: Request<pb::PromoteRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.check_admin(&request)?;
         let req = request.into_inner();
         let run = async {
             let voters = self.voters_with(Some(req.id), None)?;
@@ -219,8 +229,9 @@ impl Cluster for ClusterService {
 
     async fn rotate_key(
         &self,
-        _request: Request<pb::RotateKeyRequest>,
+        request: Request<pb::RotateKeyRequest>,
     ) -> Result<Response<pb::KeyStatusResponse>, Status> {
+        self.check_admin(&request)?;
         let run = async {
             let RecordCodec::Sealed(crypto) = &self.codec else {
                 return Err(ServerError::InvalidArgument(
@@ -246,6 +257,7 @@ impl Cluster for ClusterService {
     }
 
     async fn remove(&self, request: Request<pb::RemoveRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.check_admin(&request)?;
         let req = request.into_inner();
         let run = async {
             let is_voter = self.members().iter().any(|m| m.id == req.id && m.voter);

@@ -1,13 +1,15 @@
 //! The validated configuration of one node. Binaries parse files, env and
 //! flags into this; the library never reads them itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use std::sync::Arc;
 
 use holdfast_crypto::MasterKey;
 use holdfast_types::{NodeId, NodeInfo, Placement};
+
+pub use crate::audit::AuditMode;
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone)]
@@ -39,6 +41,12 @@ pub struct NodeConfig {
     /// The cluster's master key. `None` stores ids and values in plaintext,
     /// which only tests and explicit `insecure_plaintext` configs may do.
     pub master_key: Option<Arc<MasterKey>>,
+    /// Identities that are cluster administrators whatever the replicated
+    /// policy says: how the first grants get made. Give every node the same
+    /// list.
+    pub admins: BTreeSet<String>,
+    /// How reads wait for their access audit event.
+    pub audit: AuditMode,
 }
 
 /// Raft timing and log-compaction settings.

@@ -46,6 +46,9 @@ pub enum ServerError {
     DataLoss { registry: String, revision: u64 },
     #[error("keys: {0}")]
     Crypto(String),
+    /// The caller lacks a permission; nothing was read or written.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
 }
 
 impl ServerError {
@@ -123,6 +126,7 @@ pub fn to_status(err: ServerError) -> Status {
             status
         }
         ServerError::DataLoss { .. } => Status::data_loss(err.to_string()),
+        ServerError::PermissionDenied(_) => Status::permission_denied(err.to_string()),
         ServerError::Crypto(_) => {
             tracing::error!(error = %err, "request failed on keys");
             Status::internal(err.to_string())

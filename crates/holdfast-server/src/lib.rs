@@ -2,6 +2,9 @@
 //! over RocksDB and serves the registry, cluster and Raft gRPC services on
 //! one listener; `Node::shutdown` drains and stops it.
 
+mod access_service;
+mod audit;
+mod auth;
 mod bootstrap;
 mod cluster_service;
 pub mod config;
@@ -14,10 +17,12 @@ mod metrics;
 mod network;
 mod node;
 mod raft_service;
+mod read_barrier;
 mod records;
 mod registry_service;
 mod request_metrics;
+mod tls;
 
-pub use config::{ConfigError, NodeConfig, RaftTimings};
+pub use config::{AuditMode, ConfigError, NodeConfig, RaftTimings};
 pub use error::ServerError;
 pub use node::Node;

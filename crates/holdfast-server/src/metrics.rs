@@ -24,6 +24,8 @@ pub struct NodeMetrics {
     requests: Arc<RequestStats>,
     leader_changes: AtomicU64,
     ready: AtomicBool,
+    audit_committed: AtomicU64,
+    audit_dropped: AtomicU64,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -40,7 +42,19 @@ impl NodeMetrics {
             requests: Arc::default(),
             leader_changes: AtomicU64::new(0),
             ready: AtomicBool::new(false),
+            audit_committed: AtomicU64::new(0),
+            audit_dropped: AtomicU64::new(0),
         })
+    }
+
+    /// Audit events this node committed to the trail.
+    pub fn audit_committed(&self, events: u64) {
+        self.audit_committed.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// Audit events this node could not commit (queue full, no quorum).
+    pub fn audit_dropped(&self, events: u64) {
+        self.audit_dropped.fetch_add(events, Ordering::Relaxed);
     }
 
     pub fn requests(&self) -> Arc<RequestStats> {
@@ -145,6 +159,18 @@ impl NodeMetrics {
             "holdfast_proposals_failed_total",
             "Writes proposed that failed or timed out (outcome unknown to the client)",
             &[("", failed_proposals)],
+        );
+        counter(
+            &mut out,
+            "holdfast_audit_events_committed_total",
+            "Access audit events this node recorded in the replicated trail",
+            &[("", self.audit_committed.load(Ordering::Relaxed))],
+        );
+        counter(
+            &mut out,
+            "holdfast_audit_events_dropped_total",
+            "Access audit events this node could not record (strict reads among them failed)",
+            &[("", self.audit_dropped.load(Ordering::Relaxed))],
         );
         histogram_header(&mut out, "holdfast_storage_fsync_seconds", "Duration of synced (fsync) storage writes");
         histogram(&mut out, "holdfast_storage_fsync_seconds", "", &self.sync_latency.snapshot());

@@ -8,7 +8,7 @@ use std::time::Duration;
 use holdfast_proto::v1::raft_client::RaftClient;
 use holdfast_proto::v1::RaftMessage;
 use holdfast_types::codec::{decode, encode};
-use holdfast_types::{NodeId, NodeInfo, TypeConfig};
+use holdfast_types::{AuditEvent, NodeId, NodeInfo, TypeConfig};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -78,12 +78,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     }
 }
 
-/// The three internal Raft calls.
+/// The internal node-to-node calls.
 #[derive(Clone, Copy)]
 enum Rpc {
     Append,
     Vote,
     Snapshot,
+    Audit,
 }
 
 impl std::fmt::Display for Rpc {
@@ -92,6 +93,7 @@ impl std::fmt::Display for Rpc {
             Rpc::Append => "append-entries",
             Rpc::Vote => "vote",
             Rpc::Snapshot => "install-snapshot",
+            Rpc::Audit => "forward-audit",
         })
     }
 }
@@ -137,6 +139,7 @@ impl PeerClient {
                 Rpc::Append => client.append_entries(request).await,
                 Rpc::Vote => client.vote(request).await,
                 Rpc::Snapshot => client.install_snapshot(request).await,
+                Rpc::Audit => client.forward_audit(request).await,
             }
         };
         let reply = match tokio::time::timeout(timeout, fut).await {
@@ -149,6 +152,18 @@ impl PeerClient {
         };
         decode::<Result<Resp, E>>(&reply.payload)
             .map_err(|e| CallError::Network(format!("bad reply from {}: {e}", self.addr)))
+    }
+}
+
+impl PeerClient {
+    /// Hands a batch of audit events to this peer (the leader) to append to
+    /// the replicated trail; returns once it is committed there.
+    pub(crate) async fn forward_audit(&mut self, events: &Vec<AuditEvent>, timeout: Duration) -> Result<(), String> {
+        match self.call::<_, (), String>(Rpc::Audit, events, timeout).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(remote)) => Err(format!("node {} refused the audit batch: {remote}", self.target)),
+            Err(CallError::Unreachable(m) | CallError::Network(m)) => Err(m),
+        }
     }
 }
 

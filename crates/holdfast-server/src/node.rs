@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use holdfast_proto::v1::access_server::AccessServer;
+use holdfast_proto::v1::audit_server::AuditServer;
 use holdfast_proto::v1::cluster_server::ClusterServer;
 use holdfast_proto::v1::raft_server::RaftServer;
 use holdfast_proto::v1::registry_server::RegistryServer;
@@ -17,6 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::access_service::{AccessService, AuditService};
+use crate::audit::Auditor;
+use crate::auth::Authorizer;
 use crate::bootstrap;
 use crate::cluster_service::ClusterService;
 use crate::config::NodeConfig;
@@ -91,7 +96,7 @@ impl Node {
         let view = state_machine.read_view();
         let network =
             Network::new(config.peer_addr_overrides.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
-        let raft = Raft::new(config.id, raft_config(&config)?, network, store.log_store(), state_machine)
+        let raft = Raft::new(config.id, raft_config(&config)?, network.clone(), store.log_store()?, state_machine)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
 
@@ -109,11 +114,13 @@ impl Node {
             Some(master) => RecordCodec::Sealed(Arc::new(Crypto::new((**master).clone(), view.keyring()))),
             None => RecordCodec::Plain,
         };
-        let server = tokio::spawn(
-            serve(&config, raft.clone(), view.clone(), codec.clone(), listener, &metrics, shutdown_rx.clone()).await?,
-        );
-
         let mut background = Vec::new();
+        let (auditor, audit_task) =
+            Auditor::start(config.id, config.audit, raft.clone(), network, metrics.clone(), shutdown_rx.clone());
+        background.extend(audit_task);
+        let services = Services { raft: raft.clone(), view: view.clone(), codec: codec.clone(), auditor };
+        let server = tokio::spawn(serve(&config, services, listener, &metrics, shutdown_rx.clone()).await?);
+
         background.push(tokio::spawn(metrics.clone().count_leader_changes(shutdown_rx.clone())));
         if let Some(listener) = metrics_listener {
             background.push(tokio::spawn(http::serve_metrics(listener, metrics.clone(), shutdown_rx.clone())));
@@ -171,19 +178,37 @@ impl Node {
     }
 }
 
-/// Builds the gRPC server (registry, cluster, raft, health, reflection) and
-/// returns the future that serves until shutdown.
-async fn serve(
-    config: &NodeConfig,
+/// What the gRPC services share.
+struct Services {
     raft: Raft,
     view: ReadView,
     codec: RecordCodec,
+    auditor: Auditor,
+}
+
+/// Builds the gRPC server (registry, cluster, access, audit, raft, health,
+/// reflection) and returns the future that serves until shutdown.
+async fn serve(
+    config: &NodeConfig,
+    services: Services,
     listener: TcpListener,
     metrics: &Arc<NodeMetrics>,
     mut shutdown_rx: watch::Receiver<bool>,
 ) -> Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>, ServerError> {
-    let registry = RegistryService::new(raft.clone(), view.clone(), codec.clone(), config.unsafe_local_reads);
-    let cluster = ClusterService::new(config.id, config.node_info(), raft.clone(), view.clone(), codec.clone());
+    let Services { raft, view, codec, auditor } = services;
+    let auth = Authorizer::new(view.access(), config.admins.clone(), false);
+    let registry = RegistryService::new(
+        raft.clone(),
+        view.clone(),
+        codec.clone(),
+        config.unsafe_local_reads,
+        auth.clone(),
+        auditor.clone(),
+    );
+    let cluster =
+        ClusterService::new(config.id, config.node_info(), raft.clone(), view.clone(), codec.clone(), auth.clone());
+    let access = AccessService::new(raft.clone(), auth.clone());
+    let audit = AuditService::new(raft.clone(), view.clone(), codec.clone(), auth, auditor);
     let raft_rpc = RaftService::new(config.id, raft.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -219,6 +244,8 @@ async fn serve(
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
         )
         .add_service(ClusterServer::new(cluster))
+        .add_service(AccessServer::new(access))
+        .add_service(AuditServer::new(audit))
         .add_service(
             RaftServer::new(raft_rpc)
                 .max_decoding_message_size(64 * 1024 * 1024)

@@ -3,8 +3,9 @@
 
 use holdfast_proto::v1::raft_server::Raft as RaftRpc;
 use holdfast_proto::v1::RaftMessage;
+use holdfast_types::audit::AUDIT_BATCH_EVENTS_MAX;
 use holdfast_types::codec::{decode, encode};
-use holdfast_types::{NodeId, Raft};
+use holdfast_types::{AuditEvent, Command, NodeId, Raft};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
@@ -59,5 +60,18 @@ impl RaftRpc for RaftService {
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = self.open(request)?;
         reply(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn forward_audit(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let events: Vec<AuditEvent> = self.open(request)?;
+        if events.is_empty() || events.len() > AUDIT_BATCH_EVENTS_MAX {
+            return Err(Status::invalid_argument(format!(
+                "an audit batch holds 1 to AUDIT_BATCH_EVENTS_MAX = {AUDIT_BATCH_EVENTS_MAX} events, not {}",
+                events.len()
+            )));
+        }
+        let result: Result<(), String> =
+            self.raft.client_write(Command::Audit { events }).await.map(|_| ()).map_err(|e| e.to_string());
+        reply(&result)
     }
 }

@@ -4,16 +4,22 @@
 //! the entry is committed and applied. Linearizable reads confirm leadership
 //! with a quorum (ReadIndex) before reading the local state machine.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use holdfast_proto::v1 as pb;
 use holdfast_proto::v1::registry_server::Registry;
 use holdfast_storage::ReadView;
 use holdfast_types::record::{page_limit, validate_record_id, validate_request_id, validate_value};
-use holdfast_types::{Command, CommandResult, Raft, RecordVersion, RegistryName, Revision, WriteMeta};
+use holdfast_types::{
+    AuditOp, AuditOutcome, Command, CommandResult, Permission, Raft, RecordVersion, RegistryName, Revision, WriteMeta,
+};
 use tonic::{Request, Response, Status};
 
+use crate::audit::Auditor;
+use crate::auth::{Authorizer, Caller};
 use crate::error::{to_status, ServerError};
+use crate::read_barrier::ReadBarrier;
 use crate::records::RecordCodec;
 
 /// Serves the registry API of one node.
@@ -22,11 +28,73 @@ pub struct RegistryService {
     view: ReadView,
     codec: RecordCodec,
     unsafe_local_reads: bool,
+    auth: Authorizer,
+    auditor: Auditor,
+    barrier: Arc<ReadBarrier>,
 }
 
 impl RegistryService {
-    pub fn new(raft: Raft, view: ReadView, codec: RecordCodec, unsafe_local_reads: bool) -> Self {
-        Self { raft, view, codec, unsafe_local_reads }
+    pub fn new(
+        raft: Raft,
+        view: ReadView,
+        codec: RecordCodec,
+        unsafe_local_reads: bool,
+        auth: Authorizer,
+        auditor: Auditor,
+    ) -> Self {
+        let barrier = ReadBarrier::new(raft.clone());
+        Self { raft, view, codec, unsafe_local_reads, auth, auditor, barrier }
+    }
+
+    /// Checks the caller's permission; a refusal is recorded in the audit
+    /// trail (`record` empty for registry-wide requests) and nothing else
+    /// happens.
+    fn authorize(
+        &self,
+        caller: &Caller,
+        registry: &RegistryName,
+        record: &[u8],
+        op: AuditOp,
+        wanted: Permission,
+    ) -> Result<(), ServerError> {
+        self.auth.check(caller, Some(registry), wanted).inspect_err(|_| {
+            let event = self.auditor.event(caller.name(), registry, record, op, 0, AuditOutcome::Denied);
+            self.auditor.record_detached(vec![event]);
+        })
+    }
+
+    /// Records the outcome of a write. Writes refused before they were
+    /// proposed (not the leader, invalid) changed nothing and are not recorded.
+    fn audit_write(
+        &self,
+        caller: &Caller,
+        registry: &RegistryName,
+        record: &[u8],
+        op: AuditOp,
+        result: &Result<(Revision, bool), ServerError>,
+    ) {
+        let (revision, outcome) = match result {
+            Ok((revision, _)) => (*revision, AuditOutcome::Ok),
+            Err(ServerError::Conflict { current }) => (*current, AuditOutcome::Conflict),
+            Err(ServerError::NotFound(_)) => (0, AuditOutcome::NotFound),
+            Err(ServerError::Raft(_) | ServerError::Timeout(_) | ServerError::Storage(_)) => (0, AuditOutcome::Failed),
+            Err(_) => return,
+        };
+        self.auditor.record_detached(vec![self.auditor.event(caller.name(), registry, record, op, revision, outcome)]);
+    }
+
+    /// Records a read that looked at a record (found or not). In strict mode
+    /// the answer waits until the trail has it.
+    async fn audit_read(
+        &self,
+        caller: &Caller,
+        registry: &RegistryName,
+        record: &[u8],
+        op: AuditOp,
+        revision: Revision,
+        outcome: AuditOutcome,
+    ) -> Result<(), ServerError> {
+        self.auditor.record_read(vec![self.auditor.event(caller.name(), registry, record, op, revision, outcome)]).await
     }
 
     /// Waits until this node may serve a read of the given consistency.
@@ -34,8 +102,7 @@ impl RegistryService {
         if consistency == pb::Consistency::Stale as i32 || self.unsafe_local_reads {
             return Ok(());
         }
-        self.raft.ensure_linearizable().await?;
-        Ok(())
+        self.barrier.wait().await
     }
 
     async fn write(&self, command: Command) -> Result<(Revision, bool), ServerError> {
@@ -87,7 +154,12 @@ fn now_ms() -> u64 {
 }
 
 /// Validates write options and builds the metadata stored with the revision.
-fn write_meta(options: Option<pb::WriteOptions>) -> Result<(WriteMeta, Option<Revision>), ServerError> {
+/// The actor is the authenticated identity; only a plaintext node, which
+/// knows no identities, stores the actor the client names.
+fn write_meta(
+    options: Option<pb::WriteOptions>,
+    caller: &Caller,
+) -> Result<(WriteMeta, Option<Revision>), ServerError> {
     let options = options.unwrap_or_default();
     use holdfast_types::limits::{ACTOR_BYTES_MAX, REASON_BYTES_MAX};
     use holdfast_types::ValidationError;
@@ -105,74 +177,100 @@ fn write_meta(options: Option<pb::WriteOptions>) -> Result<(WriteMeta, Option<Re
         validate_request_id(&options.request_id)?;
         options.request_id
     };
-    let meta = WriteMeta { request_id, actor: options.actor, reason: options.reason, commit_time_ms: now_ms() };
+    let actor = match caller {
+        Caller::Identity(identity) => identity.clone(),
+        Caller::Anonymous | Caller::Unidentified => options.actor,
+    };
+    let meta = WriteMeta { request_id, actor, reason: options.reason, commit_time_ms: now_ms() };
     Ok((meta, options.if_revision))
 }
 
 #[tonic::async_trait]
 impl Registry for RegistryService {
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let caller = self.auth.caller(&request);
         let req = request.into_inner();
         let run = async {
             let registry = RegistryName::parse(&req.registry)?;
             validate_record_id(&req.record_id)?;
-            validate_value(&req.value)?;
-            let (meta, if_revision) = write_meta(req.options)?;
-            let value = self.codec.seal(&registry, &req.record_id, &req.value)?;
             let record = self.codec.storage_record(&registry, &req.record_id);
-            let (revision, duplicate) = self.write(Command::Put { registry, record, value, if_revision, meta }).await?;
+            self.authorize(&caller, &registry, &record, AuditOp::Put, Permission::Write)?;
+            validate_value(&req.value)?;
+            let (meta, if_revision) = write_meta(req.options, &caller)?;
+            let value = self.codec.seal(&registry, &req.record_id, &req.value)?;
+            let command = Command::Put { registry: registry.clone(), record: record.clone(), value, if_revision, meta };
+            let result = self.write(command).await;
+            self.audit_write(&caller, &registry, &record, AuditOp::Put, &result);
+            let (revision, duplicate) = result?;
             Ok(pb::PutResponse { revision, duplicate })
         };
         run.await.map(Response::new).map_err(to_status)
     }
 
     async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let caller = self.auth.caller(&request);
         let req = request.into_inner();
         let run = async {
             let registry = RegistryName::parse(&req.registry)?;
             validate_record_id(&req.record_id)?;
-            let (meta, if_revision) = write_meta(req.options)?;
             let record = self.codec.storage_record(&registry, &req.record_id);
-            let (revision, duplicate) = self.write(Command::Delete { registry, record, if_revision, meta }).await?;
+            self.authorize(&caller, &registry, &record, AuditOp::Delete, Permission::Write)?;
+            let (meta, if_revision) = write_meta(req.options, &caller)?;
+            let command = Command::Delete { registry: registry.clone(), record: record.clone(), if_revision, meta };
+            let result = self.write(command).await;
+            self.audit_write(&caller, &registry, &record, AuditOp::Delete, &result);
+            let (revision, duplicate) = result?;
             Ok(pb::DeleteResponse { revision, duplicate })
         };
         run.await.map(Response::new).map_err(to_status)
     }
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let caller = self.auth.caller(&request);
         let req = request.into_inner();
         let run = async {
             let registry = RegistryName::parse(&req.registry)?;
             validate_record_id(&req.record_id)?;
-            self.read_barrier(req.consistency).await?;
             let record = self.codec.storage_record(&registry, &req.record_id);
+            self.authorize(&caller, &registry, &record, AuditOp::Get, Permission::Read)?;
+            self.read_barrier(req.consistency).await?;
             let at = (req.at_revision > 0).then_some(req.at_revision);
             let (version, applied) = self.view.get(registry.clone(), record.clone(), at).await?;
             match version {
-                Some(v) if at.is_some() || !v.is_tombstone() => Ok(pb::GetResponse {
-                    record: Some(self.open_version(&registry, &record, v)?.1),
-                    applied_revision: applied,
-                }),
-                _ => Err(ServerError::NotFound(format!("no record with that id in registry {registry}"))),
+                Some(v) if at.is_some() || !v.is_tombstone() => {
+                    let revision = v.revision;
+                    let opened = self.open_version(&registry, &record, v)?.1;
+                    self.audit_read(&caller, &registry, &record, AuditOp::Get, revision, AuditOutcome::Ok).await?;
+                    Ok(pb::GetResponse { record: Some(opened), applied_revision: applied })
+                }
+                _ => {
+                    self.audit_read(&caller, &registry, &record, AuditOp::Get, 0, AuditOutcome::NotFound).await?;
+                    Err(ServerError::NotFound(format!("no record with that id in registry {registry}")))
+                }
             }
         };
         run.await.map(Response::new).map_err(to_status)
     }
 
     async fn history(&self, request: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryResponse>, Status> {
+        let caller = self.auth.caller(&request);
         let req = request.into_inner();
         let run = async {
             let registry = RegistryName::parse(&req.registry)?;
             validate_record_id(&req.record_id)?;
             let limit = page_limit(req.limit)?;
-            self.read_barrier(req.consistency).await?;
             let record = self.codec.storage_record(&registry, &req.record_id);
+            self.authorize(&caller, &registry, &record, AuditOp::History, Permission::Read)?;
+            self.read_barrier(req.consistency).await?;
             let page = self.view.history(registry.clone(), record.clone(), req.after_revision, limit).await?;
+            let last = page.versions.last().map_or(0, |v| v.revision);
             let revisions = page
                 .versions
                 .into_iter()
                 .map(|v| Ok(self.open_version(&registry, &record, v)?.1))
                 .collect::<Result<_, ServerError>>()?;
+            let outcome = if last == 0 { AuditOutcome::NotFound } else { AuditOutcome::Ok };
+            self.audit_read(&caller, &registry, &record, AuditOp::History, last, outcome).await?;
             Ok(pb::HistoryResponse {
                 revisions,
                 next_after_revision: page.next_after.unwrap_or(0),
@@ -183,18 +281,31 @@ impl Registry for RegistryService {
     }
 
     async fn scan(&self, request: Request<pb::ScanRequest>) -> Result<Response<pb::ScanResponse>, Status> {
+        let caller = self.auth.caller(&request);
         let req = request.into_inner();
         let run = async {
             let registry = RegistryName::parse(&req.registry)?;
             let limit = page_limit(req.limit)?;
+            self.authorize(&caller, &registry, &[], AuditOp::Scan, Permission::Read)?;
             self.read_barrier(req.consistency).await?;
             let after = (!req.page_token.is_empty()).then_some(req.page_token);
             let page = self.view.scan(registry.clone(), after, limit).await?;
             let mut entries = Vec::with_capacity(page.entries.len());
+            let mut events = Vec::with_capacity(page.entries.len());
             for (stored_record, version) in page.entries {
+                events.push(self.auditor.event(
+                    caller.name(),
+                    &registry,
+                    &stored_record,
+                    AuditOp::Scan,
+                    version.revision,
+                    AuditOutcome::Ok,
+                ));
                 let (record_id, record) = self.open_version(&registry, &stored_record, version)?;
                 entries.push(pb::ScanEntry { record_id: record_id.unwrap_or(stored_record), record: Some(record) });
             }
+            // Every record a scan returns counts as looked at.
+            self.auditor.record_read(events).await?;
             Ok(pb::ScanResponse {
                 entries,
                 next_page_token: page.next_after.unwrap_or_default(),

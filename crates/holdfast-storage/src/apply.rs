@@ -1,14 +1,14 @@
 //! Applying commands to the state machine: one `WriteBatch` per `apply` call,
 //! with an overlay so entries later in the batch see earlier ones.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 use sha2::{Digest, Sha256};
 
 use holdfast_types::codec::{decode, encode};
 use holdfast_types::limits::REQUEST_IDS_REMEMBERED;
-use holdfast_types::{Command, CommandResult, RecordVersion, RegistryName, Revision, WriteMeta};
+use holdfast_types::{Command, CommandResult, Permission, RecordVersion, RegistryName, Revision, WriteMeta};
 
 use crate::db::Store;
 use crate::error::StorageError;
@@ -24,6 +24,8 @@ pub(crate) struct ApplyBatch<'a> {
     requests: HashMap<String, CommandResult>,
     /// Key ids added or retired in this batch.
     pub(crate) keys_changed: Vec<u32>,
+    /// Grants changed earlier in this batch (`None` = removed).
+    access: HashMap<Vec<u8>, Option<BTreeSet<Permission>>>,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -34,6 +36,7 @@ impl<'a> ApplyBatch<'a> {
             records: HashMap::new(),
             requests: HashMap::new(),
             keys_changed: Vec::new(),
+            access: HashMap::new(),
         }
     }
 
@@ -140,7 +143,35 @@ impl<'a> ApplyBatch<'a> {
         Ok(result)
     }
 
-    /// Key management: the keyring and re-sealing of stored revisions.
+    /// Whether an access or audit change was applied in this batch.
+    pub(crate) fn access_changed(&self) -> bool {
+        !self.access.is_empty()
+    }
+
+    fn grant_of(&self, key: &[u8]) -> Result<BTreeSet<Permission>, StorageError> {
+        if let Some(pending) = self.access.get(key) {
+            return Ok(pending.clone().unwrap_or_default());
+        }
+        match self.store.db.get_cf(self.store.cf(CF_ACCESS), key)? {
+            Some(bytes) => Ok(decode(&bytes).map_err(StorageError::corrupt("grant"))?),
+            None => Ok(BTreeSet::new()),
+        }
+    }
+
+    fn set_grant(&mut self, key: Vec<u8>, set: BTreeSet<Permission>) -> Result<(), StorageError> {
+        let cf = self.store.cf(CF_ACCESS);
+        if set.is_empty() {
+            self.batch.delete_cf(cf, &key);
+            self.access.insert(key, None);
+        } else {
+            self.batch.put_cf(cf, &key, encode(&set).map_err(StorageError::corrupt("grant"))?);
+            self.access.insert(key, Some(set));
+        }
+        Ok(())
+    }
+
+    /// Key management: the keyring and re-sealing of stored revisions; and
+    /// the access policy and audit trail.
     fn apply_key_command(&mut self, revision: Revision, command: &Command) -> Result<CommandResult, StorageError> {
         let keys = self.store.cf(CF_KEYS);
         match command {
@@ -183,6 +214,32 @@ impl<'a> ApplyBatch<'a> {
                     self.records.insert(rkey, Some(version));
                 }
                 Ok(CommandResult::Written { revision: *target })
+            }
+            Command::Grant { identity, scope, permissions } => {
+                let key = access_key(identity, scope);
+                let mut set = self.grant_of(&key)?;
+                set.extend(permissions.iter().copied());
+                self.set_grant(key, set)?;
+                Ok(CommandResult::Written { revision })
+            }
+            Command::Revoke { identity, scope, permissions } => {
+                let key = access_key(identity, scope);
+                let mut set = self.grant_of(&key)?;
+                let before = set.len();
+                set.retain(|p| !permissions.contains(p));
+                if set.len() == before {
+                    return Ok(CommandResult::NotFound);
+                }
+                self.set_grant(key, set)?;
+                Ok(CommandResult::Written { revision })
+            }
+            Command::Audit { events } => {
+                let cf = self.store.cf(CF_AUDIT);
+                for (position, event) in events.iter().enumerate() {
+                    let key = audit_key(&event.registry, &event.record, revision, position as u32);
+                    self.batch.put_cf(cf, key, encode(event).map_err(StorageError::corrupt("audit event"))?);
+                }
+                Ok(CommandResult::Written { revision })
             }
             Command::Put { .. } | Command::Delete { .. } => Ok(CommandResult::None),
         }

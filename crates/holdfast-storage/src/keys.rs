@@ -6,7 +6,7 @@
 //! length prefix makes record keys unambiguous whatever bytes they hold.
 //! Scans therefore return records ordered by (record length, record bytes).
 
-use holdfast_types::{RegistryName, Revision};
+use holdfast_types::{RegistryName, Revision, Scope};
 
 /// Raft log entries by index (u64 BE).
 pub const CF_LOG: &str = "log";
@@ -25,12 +25,29 @@ pub const CF_REQUEST_ORDER: &str = "request_order";
 /// Wrapped data keys by id (u32 BE) and the current id; opaque bytes.
 pub const CF_KEYS: &str = "keys";
 
-pub const ALL_CFS: [&str; 8] =
-    [CF_LOG, CF_RAFT_META, CF_SM_META, CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER, CF_KEYS];
+/// Access grants: `identity | 0x00 | scope` → the permission set.
+pub const CF_ACCESS: &str = "access";
+/// The access audit trail: `record key | log index u64 BE | position u32 BE`
+/// → event. Append-only: nothing deletes from it.
+pub const CF_AUDIT: &str = "audit";
+
+pub const ALL_CFS: [&str; 10] = [
+    CF_LOG,
+    CF_RAFT_META,
+    CF_SM_META,
+    CF_RECORDS,
+    CF_HISTORY,
+    CF_REQUESTS,
+    CF_REQUEST_ORDER,
+    CF_KEYS,
+    CF_ACCESS,
+    CF_AUDIT,
+];
 
 /// Column families that make up the state machine's data, in snapshot order.
 /// The tag of each is its position + 1. Do not reorder; append only.
-pub const SNAPSHOT_CFS: [&str; 5] = [CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER, CF_KEYS];
+pub const SNAPSHOT_CFS: [&str; 7] =
+    [CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER, CF_KEYS, CF_ACCESS, CF_AUDIT];
 
 pub const META_VOTE: &[u8] = b"vote";
 pub const META_LAST_PURGED: &[u8] = b"last_purged";
@@ -94,6 +111,31 @@ pub fn split_history_key(key: &[u8]) -> Option<(RegistryName, &[u8], Revision)> 
     Some((registry, record, revision))
 }
 
+/// Key of one grant. Identities have no control characters (see
+/// `validate_identity`), so the separator is unambiguous.
+pub fn access_key(identity: &str, scope: &Scope) -> Vec<u8> {
+    let mut key = identity.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(scope.to_string().as_bytes());
+    key
+}
+
+/// Splits an `access` key into identity and scope.
+pub fn split_access_key(key: &[u8]) -> Option<(String, Scope)> {
+    let sep = key.iter().position(|b| *b == 0)?;
+    let identity = std::str::from_utf8(&key[..sep]).ok()?.to_string();
+    let scope = Scope::parse(std::str::from_utf8(&key[sep + 1..]).ok()?).ok()?;
+    Some((identity, scope))
+}
+
+/// Key of one audit event: events of a record sort together, oldest first.
+pub fn audit_key(registry: &RegistryName, record: &[u8], index: u64, position: u32) -> Vec<u8> {
+    let mut key = record_key(registry, record);
+    key.extend_from_slice(&index.to_be_bytes());
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
 /// The revision at the end of a `history` key.
 #[cfg(test)]
 pub fn revision_of_history_key(key: &[u8]) -> Option<Revision> {
@@ -117,6 +159,11 @@ mod tests {
         assert!(h.starts_with(&k));
         assert_eq!(record_of_key(prefix.len(), &prefix[..]), None);
         let (r, rec, rev) = split_history_key(&h).unwrap();
-        assert_eq!((r, rec, rev), (reg, &b"UA-123"[..], 42));
+        assert_eq!((r, rec, rev), (reg.clone(), &b"UA-123"[..], 42));
+        let a = access_key("population-service", &Scope::Registry(reg.clone()));
+        assert_eq!(split_access_key(&a), Some(("population-service".to_string(), Scope::Registry(reg.clone()))));
+        assert_eq!(split_access_key(&access_key("root", &Scope::All)), Some(("root".to_string(), Scope::All)));
+        assert!(audit_key(&reg, b"UA-123", 7, 1).starts_with(&k));
+        assert!(audit_key(&reg, b"UA-123", 7, 1) < audit_key(&reg, b"UA-123", 8, 0));
     }
 }

@@ -10,6 +10,7 @@
 mod apply;
 mod db;
 mod error;
+mod flusher;
 mod keys;
 mod log_store;
 mod reader;
@@ -20,6 +21,6 @@ mod timings;
 pub use db::Store;
 pub use error::StorageError;
 pub use log_store::LogStore;
-pub use reader::{HistoryPage, ReadView, ScanPage, StoredVersion, VersionBatch};
+pub use reader::{AuditPage, HistoryPage, ReadView, ScanPage, StoredVersion, VersionBatch};
 pub use state_machine::StateMachineStore;
 pub use timings::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_SECONDS};

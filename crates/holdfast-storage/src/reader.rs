@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use holdfast_types::codec::decode;
-use holdfast_types::{KeyringState, LogId, RecordVersion, RegistryName, Revision};
+use holdfast_types::{AccessPolicy, AuditEvent, KeyringState, LogId, RecordVersion, RegistryName, Revision};
 
 use crate::db::Store;
 use crate::error::{blocking, StorageError};
@@ -20,6 +20,7 @@ pub struct ReadView {
     store: Store,
     applied_rx: watch::Receiver<u64>,
     keyring_rx: watch::Receiver<KeyringState>,
+    access_rx: watch::Receiver<AccessPolicy>,
 }
 
 impl std::fmt::Debug for ReadView {
@@ -42,6 +43,15 @@ pub struct HistoryPage {
 pub struct ScanPage {
     pub entries: Vec<(Vec<u8>, RecordVersion)>,
     /// Set when more records follow: pass it as `after_record`.
+    pub next_after: Option<Vec<u8>>,
+    pub applied: Revision,
+}
+
+/// One page of a record's audit trail, oldest first.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    /// Set when more events follow: pass it back as `after`.
     pub next_after: Option<Vec<u8>>,
     pub applied: Revision,
 }
@@ -83,8 +93,56 @@ impl ReadView {
         store: Store,
         applied_rx: watch::Receiver<u64>,
         keyring_rx: watch::Receiver<KeyringState>,
+        access_rx: watch::Receiver<AccessPolicy>,
     ) -> Self {
-        Self { store, applied_rx, keyring_rx }
+        Self { store, applied_rx, keyring_rx, access_rx }
+    }
+
+    /// The replicated access policy; changes whenever a grant changes.
+    pub fn access(&self) -> watch::Receiver<AccessPolicy> {
+        self.access_rx.clone()
+    }
+
+    /// Up to `limit` audit events of one record, oldest first, after the
+    /// resume token `after` (from the previous page).
+    pub async fn audit_trail(
+        &self,
+        registry: RegistryName,
+        record: Vec<u8>,
+        after: Option<Vec<u8>>,
+        limit: u32,
+    ) -> Result<AuditPage, StorageError> {
+        let store = self.store.clone();
+        blocking(move || {
+            let view = store.db.snapshot();
+            let applied = applied_in(&store, &view)?;
+            let prefix = record_key(&registry, &record);
+            let start = match after {
+                // The token is the position of the first event not yet returned.
+                Some(token) if token.len() == 12 => {
+                    let mut k = prefix.clone();
+                    k.extend_from_slice(&token);
+                    k
+                }
+                Some(_) => return Err(StorageError::CorruptKey("audit page token")),
+                None => prefix.clone(),
+            };
+            let mut events = Vec::new();
+            let mut next_after = None;
+            for item in view.iterator_cf(store.cf(CF_AUDIT), IteratorMode::From(&start, Direction::Forward)) {
+                let (key, value) = item?;
+                if !(key.len() == prefix.len() + 12 && key.starts_with(&prefix)) {
+                    break;
+                }
+                if events.len() == limit as usize {
+                    next_after = Some(key[prefix.len()..].to_vec());
+                    break;
+                }
+                events.push(decode::<AuditEvent>(&value).map_err(StorageError::corrupt("audit event"))?);
+            }
+            Ok(AuditPage { events, next_after, applied })
+        })
+        .await
     }
 
     /// The replicated keyring; changes whenever a key is added or retired.
@@ -246,7 +304,7 @@ impl ReadView {
         .await
     }
 
-    /// SHA-256 over every live record and every history entry, with the
+    /// SHA-256 over every live record, history entry, grant and audit event, with the
     /// applied revision it describes. Replicas that applied the same log
     /// have the same digest.
     pub async fn digest(&self) -> Result<(Revision, String), StorageError> {
@@ -255,7 +313,7 @@ impl ReadView {
             let view = store.db.snapshot();
             let applied = applied_in(&store, &view)?;
             let mut hasher = Sha256::new();
-            for name in [CF_RECORDS, CF_HISTORY] {
+            for name in [CF_RECORDS, CF_HISTORY, CF_ACCESS, CF_AUDIT] {
                 let mut opts = ReadOptions::default();
                 opts.fill_cache(false);
                 for item in view.iterator_cf_opt(store.cf(name), opts, IteratorMode::Start) {

@@ -8,7 +8,9 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use tokio::sync::watch;
 
 use holdfast_types::codec::{decode, encode};
-use holdfast_types::{CommandResult, Entry, KeyringState, LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use holdfast_types::{
+    AccessPolicy, CommandResult, Entry, KeyringState, LogId, SnapshotMeta, StoredMembership, TypeConfig,
+};
 
 use crate::apply::ApplyBatch;
 use crate::db::Store;
@@ -26,6 +28,8 @@ pub struct StateMachineStore {
     applied_tx: Arc<watch::Sender<u64>>,
     /// Publishes the replicated keyring whenever it changes.
     keyring_tx: Arc<watch::Sender<KeyringState>>,
+    /// Publishes the replicated access policy whenever it changes.
+    access_tx: Arc<watch::Sender<AccessPolicy>>,
 }
 
 impl std::fmt::Debug for StateMachineStore {
@@ -50,6 +54,18 @@ pub(crate) fn read_keyring(store: &Store) -> Result<KeyringState, StorageError> 
     Ok(state)
 }
 
+/// Reads the replicated access policy.
+pub(crate) fn read_access(store: &Store) -> Result<AccessPolicy, StorageError> {
+    let mut policy = AccessPolicy::default();
+    for item in store.db.iterator_cf(store.cf(CF_ACCESS), rocksdb::IteratorMode::Start) {
+        let (key, value) = item?;
+        let (identity, scope) = split_access_key(&key).ok_or(StorageError::CorruptKey("access"))?;
+        let set = decode(&value).map_err(StorageError::corrupt("grant"))?;
+        policy.grants.insert((identity, scope), set);
+    }
+    Ok(policy)
+}
+
 fn read_sm_meta(store: &Store) -> Result<(Option<LogId>, StoredMembership), StorageError> {
     let cf = store.cf(CF_SM_META);
     let last_applied = match store.db.get_cf(cf, META_LAST_APPLIED)? {
@@ -66,7 +82,7 @@ fn read_sm_meta(store: &Store) -> Result<(Option<LogId>, StoredMembership), Stor
 impl StateMachineStore {
     pub(crate) async fn open(store: Store) -> Result<Self, StorageError> {
         let s = store.clone();
-        let (last_applied, membership, keyring) = blocking(move || {
+        let (last_applied, membership, keyring, access) = blocking(move || {
             // Finish a snapshot install that a crash interrupted.
             if let Some(name) = s.db.get_cf(s.cf(CF_SM_META), META_INSTALLING)? {
                 let path = s.snapshot_dir().join(String::from_utf8_lossy(&name).into_owned());
@@ -74,17 +90,30 @@ impl StateMachineStore {
                 snapshot::install(&s, &path)?;
             }
             let (last_applied, membership) = read_sm_meta(&s)?;
-            Ok((last_applied, membership, read_keyring(&s)?))
+            Ok((last_applied, membership, read_keyring(&s)?, read_access(&s)?))
         })
         .await?;
         let (applied_tx, _) = watch::channel(last_applied.map_or(0, |l| l.index));
         let (keyring_tx, _) = watch::channel(keyring);
-        Ok(Self { store, last_applied, membership, applied_tx: Arc::new(applied_tx), keyring_tx: Arc::new(keyring_tx) })
+        let (access_tx, _) = watch::channel(access);
+        Ok(Self {
+            store,
+            last_applied,
+            membership,
+            applied_tx: Arc::new(applied_tx),
+            keyring_tx: Arc::new(keyring_tx),
+            access_tx: Arc::new(access_tx),
+        })
     }
 
     /// A read handle that sees what this state machine has applied.
     pub fn read_view(&self) -> ReadView {
-        ReadView::new(self.store.clone(), self.applied_tx.subscribe(), self.keyring_tx.subscribe())
+        ReadView::new(
+            self.store.clone(),
+            self.applied_tx.subscribe(),
+            self.keyring_tx.subscribe(),
+            self.access_tx.subscribe(),
+        )
     }
 
     fn set_applied(&mut self, last_applied: Option<LogId>, membership: StoredMembership) {
@@ -155,14 +184,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // every entry land together, synced, or not at all.
             store.write_synced(write)?;
             let keyring = if batch.keys_changed.is_empty() { None } else { Some(read_keyring(&store)?) };
-            Ok((results, last, membership, keyring))
+            let access = if batch.access_changed() { Some(read_access(&store)?) } else { None };
+            Ok((results, last, membership, keyring, access))
         })
         .await;
         match outcome {
-            Ok((results, last, membership, keyring)) => {
+            Ok((results, last, membership, keyring, access)) => {
                 self.set_applied(last, membership);
                 if let Some(keyring) = keyring {
                     self.keyring_tx.send_replace(keyring);
+                }
+                if let Some(access) = access {
+                    self.access_tx.send_replace(access);
                 }
                 Ok(results)
             }
@@ -206,14 +239,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     reason: format!("header says {}, leader sent {}", installed.snapshot_id, meta_in.snapshot_id),
                 });
             }
-            Ok((installed, read_keyring(&store)?))
+            Ok((installed, read_keyring(&store)?, read_access(&store)?))
         })
         .await
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        let (installed, keyring) = installed;
+        let (installed, keyring, access) = installed;
         tracing::info!(snapshot = %installed.snapshot_id, "installed snapshot");
         self.set_applied(installed.last_log_id, installed.last_membership);
         self.keyring_tx.send_replace(keyring);
+        self.access_tx.send_replace(access);
         Ok(())
     }
 

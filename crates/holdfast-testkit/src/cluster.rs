@@ -82,6 +82,8 @@ impl TestCluster {
                 raft: test_timings(),
                 unsafe_local_reads: false,
                 metrics_listen: None,
+                admins: Default::default(),
+                audit: Default::default(),
                 master_key: master_key.clone(),
             };
             adjust(&mut config);
@@ -141,6 +143,21 @@ impl TestCluster {
                 .filter_map(|s| s.node.as_ref())
                 .all(|n| n.read_view().applied() >= revision)
                 .then_some(())
+        })
+        .await
+    }
+
+    /// Waits until every running node has applied the same revision with the
+    /// same state digest (audit events keep arriving after the last client
+    /// call, so digests must be compared at one revision), and returns them.
+    pub async fn wait_converged(&self, timeout: Duration) -> anyhow::Result<(u64, String)> {
+        wait_until("all running nodes to converge on one applied revision and digest", timeout, || async {
+            let mut seen = Vec::new();
+            for node in self.slots.values().filter_map(|s| s.node.as_ref()) {
+                seen.push(node.read_view().digest().await.ok()?);
+            }
+            let first = seen.first()?.clone();
+            seen.iter().all(|d| *d == first).then_some(first)
         })
         .await
     }

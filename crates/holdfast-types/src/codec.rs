@@ -71,6 +71,77 @@ mod tests {
         fn garbage_never_panics(bytes: Vec<u8>) {
             let _ = decode::<(u64, String, Vec<u8>)>(&bytes);
         }
+
+        /// What peers send each other (Raft RPCs, forwarded audit batches)
+        /// and what the log stores: random bytes behind a valid version
+        /// byte are refused with an error, never a panic or a huge
+        /// allocation.
+        #[test]
+        fn peer_message_decoders_refuse_garbage(body: Vec<u8>) {
+            let mut bytes = vec![FORMAT_V1];
+            bytes.extend_from_slice(&body);
+            decode_all_peer_messages(&bytes);
+        }
+
+        /// The same for valid messages with bytes flipped, truncated or
+        /// extended: the inputs a fuzzer finds first.
+        #[test]
+        fn mutated_peer_messages_never_panic(flip in 0usize..4096, bit in 0u8..8, cut in 0usize..4096, extra: Vec<u8>) {
+            for valid in sample_messages() {
+                let mut flipped = valid.clone();
+                let at = flip % flipped.len();
+                flipped[at] ^= 1 << bit;
+                decode_all_peer_messages(&flipped);
+                decode_all_peer_messages(&valid[..cut % valid.len()]);
+                let mut longer = valid.clone();
+                longer.extend_from_slice(&extra);
+                decode_all_peer_messages(&longer);
+            }
+        }
+    }
+
+    fn decode_all_peer_messages(bytes: &[u8]) {
+        use crate::{AuditEvent, Entry, NodeId, TypeConfig};
+        use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+        let _ = decode::<crate::Command>(bytes);
+        let _ = decode::<Entry>(bytes);
+        let _ = decode::<Vec<AuditEvent>>(bytes);
+        let _ = decode::<AppendEntriesRequest<TypeConfig>>(bytes);
+        let _ = decode::<VoteRequest<NodeId>>(bytes);
+        let _ = decode::<InstallSnapshotRequest<TypeConfig>>(bytes);
+    }
+
+    fn sample_messages() -> Vec<Vec<u8>> {
+        use crate::{AuditEvent, AuditOp, AuditOutcome, Command, Permission, RegistryName, Scope, WriteMeta};
+        let registry = RegistryName::parse("population").unwrap();
+        let meta = WriteMeta { request_id: "r".into(), actor: "a".into(), reason: "x".into(), commit_time_ms: 1 };
+        let event = AuditEvent {
+            time_ms: 1,
+            identity: "svc".into(),
+            registry: registry.clone(),
+            record: vec![1; 32],
+            op: AuditOp::Get,
+            revision: 3,
+            outcome: AuditOutcome::Ok,
+            node: 1,
+        };
+        vec![
+            encode(&Command::Put {
+                registry: registry.clone(),
+                record: vec![2; 32],
+                value: vec![3; 64],
+                if_revision: Some(1),
+                meta,
+            })
+            .unwrap(),
+            encode(&Command::Grant {
+                identity: "svc".into(),
+                scope: Scope::Registry(registry),
+                permissions: vec![Permission::Read],
+            })
+            .unwrap(),
+            encode(&vec![event.clone(), event]).unwrap(),
+        ]
     }
 
     #[test]

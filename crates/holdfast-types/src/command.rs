@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Permission, Scope};
+use crate::audit::AuditEvent;
 use crate::record::{RegistryName, Revision};
 
 /// Who wrote, why and when. The time is taken by the leader when it proposes,
@@ -37,6 +39,12 @@ pub enum Command {
     Reseal { registry: RegistryName, record: Vec<u8>, revision: Revision, value: Vec<u8>, expected_sha256: [u8; 32] },
     /// Drop a data key that no stored revision needs any more.
     RetireKey { key_id: u32 },
+    /// Add permissions for an identity on a scope.
+    Grant { identity: String, scope: Scope, permissions: Vec<Permission> },
+    /// Remove permissions of an identity on a scope.
+    Revoke { identity: String, scope: Scope, permissions: Vec<Permission> },
+    /// Append events to the access audit trail.
+    Audit { events: Vec<AuditEvent> },
 }
 
 impl Command {
@@ -58,6 +66,9 @@ impl std::fmt::Display for Command {
             Command::AddDataKey { key_id, .. } => write!(f, "add-data-key({key_id})"),
             Command::Reseal { registry, revision, .. } => write!(f, "reseal({registry}@{revision})"),
             Command::RetireKey { key_id } => write!(f, "retire-key({key_id})"),
+            Command::Grant { identity, scope, .. } => write!(f, "grant({identity}, {scope})"),
+            Command::Revoke { identity, scope, .. } => write!(f, "revoke({identity}, {scope})"),
+            Command::Audit { events } => write!(f, "audit({} events)", events.len()),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! commands replicated through Raft and their results, node placement, named
 //! limits, the internal codec, and the openraft type configuration.
 
+pub mod access;
+pub mod audit;
 pub mod codec;
 pub mod command;
 pub mod limits;
@@ -9,6 +11,8 @@ pub mod node;
 pub mod record;
 pub mod topology;
 
+pub use access::{AccessPolicy, Permission, Scope};
+pub use audit::{AuditEvent, AuditOp, AuditOutcome};
 pub use command::{Command, CommandResult, KeyringState, WriteMeta};
 pub use node::{Jurisdiction, NodeInfo, Placement};
 pub use record::{RecordVersion, RegistryName, Revision, ValidationError};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use holdfast_crypto::MasterKey;
-use holdfast_server::{NodeConfig, RaftTimings};
+use holdfast_server::{AuditMode, NodeConfig, RaftTimings};
 use holdfast_types::{Jurisdiction, NodeId, NodeInfo, Placement};
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,24 @@ pub struct FileConfig {
     /// Store record ids and values unencrypted. For tests only.
     #[serde(default)]
     pub insecure_plaintext: bool,
+    /// Access control and the access audit trail.
+    #[serde(default)]
+    pub access: FileAccess,
+}
+
+/// The `[access]` table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccess {
+    /// Certificate identities that administer the cluster whatever the
+    /// replicated policy says (how the first grants are made). The same list
+    /// on every node.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// `strict` (default: a read answers only once its audit event is
+    /// committed), `best-effort`, or `off`.
+    #[serde(default)]
+    pub audit: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +206,13 @@ impl FileConfig {
             unsafe_local_reads: self.unsafe_local_reads,
             metrics_listen: self.metrics_listen.clone(),
             master_key: self.master_key()?,
+            admins: self.access.admins.iter().cloned().collect(),
+            audit: match self.access.audit.as_deref() {
+                None => AuditMode::default(),
+                Some(mode) => AuditMode::parse(mode).with_context(|| {
+                    format!("access.audit = {mode:?} is not one of \"strict\", \"best-effort\", \"off\"")
+                })?,
+            },
         };
         config.validate().context("invalid config")?;
         Ok(config)

@@ -75,6 +75,50 @@ pub enum Command {
     /// Rotate and inspect the data keys that seal records.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Who may read, write, audit or administer which registry.
+    #[command(subcommand)]
+    Access(AccessCommand),
+    /// The access audit trail: who looked at or changed a record, and when.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Give IDENTITY permissions on SCOPE (a registry name, or '*' for all
+    /// registries; admin on '*' administers the cluster).
+    Grant(GrantArgs),
+    /// Take permissions away from IDENTITY on SCOPE.
+    Revoke(GrantArgs),
+    /// Every grant, and the administrators named in node configs.
+    List,
+    /// The identity this client's certificate gives it, and its grants.
+    Whoami,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The certificate identity (subject CN or SAN), e.g. population-service.
+    pub identity: String,
+    /// A registry name, or '*'.
+    pub scope: String,
+    /// read, write, audit, admin.
+    #[arg(required = true, num_args = 1..)]
+    pub permissions: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Who read the record, and when (gets, histories, scans, audit reads).
+    WhoRead(TrailArgs),
+    /// Every audited access to the record: reads, writes, refusals.
+    Trail(TrailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrailArgs {
+    pub registry: String,
+    pub id: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! holdfastctl: the etcdctl-style client CLI for holdfast (entry point: parse, run, report one error line).
 
+mod access;
 mod cli;
 mod cluster;
 mod keys;
@@ -42,6 +43,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Member(command) => cluster::member(&client, command, out).await,
         Command::Endpoint(EndpointCommand::Status) => cluster::endpoint_status(&client, out).await,
         Command::Keys(command) => keys::keys(&client, command, out).await,
+        Command::Access(command) => access::access(&client, command, out).await,
+        Command::Audit(command) => access::audit(&client, command, out).await,
     }
 }
 

@@ -2,7 +2,9 @@
 //! durability across reopening the database.
 
 use holdfast_storage::Store;
-use holdfast_types::{Command, CommandResult, Entry, RegistryName, WriteMeta};
+use holdfast_types::{
+    AuditEvent, AuditOp, AuditOutcome, Command, CommandResult, Entry, Permission, RegistryName, Scope, WriteMeta,
+};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
 
@@ -98,4 +100,103 @@ async fn state_survives_reopen_and_snapshot_moves_it() {
     // Dedup state travels with the snapshot.
     let r = other_sm.apply(vec![entry(51, put("rec-1", "y", None, "q1"))]).await.unwrap();
     assert!(matches!(r[0], CommandResult::Duplicate(_)));
+}
+
+fn audit(record: &str, identity: &str, op: AuditOp) -> AuditEvent {
+    AuditEvent {
+        time_ms: 7,
+        identity: identity.into(),
+        registry: reg(),
+        record: record.as_bytes().to_vec(),
+        op,
+        revision: 1,
+        outcome: AuditOutcome::Ok,
+        node: 1,
+    }
+}
+
+#[tokio::test]
+async fn grants_and_audit_trail_apply_publish_and_travel_in_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut sm = store.state_machine().await.unwrap();
+    let view = sm.read_view();
+    let mut access = view.access();
+    let scope = Scope::Registry(reg());
+    let results = sm
+        .apply(vec![
+            entry(
+                1,
+                Command::Grant { identity: "svc".into(), scope: scope.clone(), permissions: vec![Permission::Read] },
+            ),
+            entry(
+                2,
+                Command::Grant { identity: "svc".into(), scope: scope.clone(), permissions: vec![Permission::Write] },
+            ),
+            entry(
+                3,
+                Command::Revoke { identity: "svc".into(), scope: scope.clone(), permissions: vec![Permission::Read] },
+            ),
+            entry(
+                4,
+                Command::Revoke { identity: "svc".into(), scope: scope.clone(), permissions: vec![Permission::Read] },
+            ),
+            entry(
+                5,
+                Command::Grant { identity: "gone".into(), scope: Scope::All, permissions: vec![Permission::Read] },
+            ),
+            entry(
+                6,
+                Command::Revoke { identity: "gone".into(), scope: Scope::All, permissions: vec![Permission::Read] },
+            ),
+            entry(
+                7,
+                Command::Audit {
+                    events: vec![
+                        audit("a", "svc", AuditOp::Get),
+                        audit("b", "svc", AuditOp::Get),
+                        audit("a", "x", AuditOp::Put),
+                    ],
+                },
+            ),
+            entry(8, Command::Audit { events: vec![audit("a", "y", AuditOp::Scan)] }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results[0], CommandResult::Written { revision: 1 });
+    assert_eq!(results[3], CommandResult::NotFound, "revoking what is not held changes nothing");
+    assert!(access.has_changed().unwrap(), "policy changes are published");
+    let policy = access.borrow_and_update().clone();
+    assert!(policy.allows("svc", Some(&reg()), Permission::Write));
+    assert!(!policy.allows("svc", Some(&reg()), Permission::Read));
+    assert_eq!(policy.grants.len(), 1, "an emptied grant is removed: {policy:?}");
+
+    let trail = view.audit_trail(reg(), b"a".to_vec(), None, 2).await.unwrap();
+    let who: Vec<_> = trail.events.iter().map(|e| e.identity.as_str()).collect();
+    assert_eq!(who, ["svc", "x"], "oldest first, only record a");
+    let rest = view.audit_trail(reg(), b"a".to_vec(), trail.next_after.clone(), 10).await.unwrap();
+    assert_eq!(rest.events.len(), 1);
+    assert_eq!(rest.events[0].identity, "y");
+    assert!(rest.next_after.is_none());
+
+    let digest = view.digest().await.unwrap();
+    let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Store::open(other_dir.path()).unwrap();
+    let mut other_sm = other.state_machine().await.unwrap();
+    let mut receiving = other_sm.begin_receiving_snapshot().await.unwrap();
+    let mut source = snapshot.snapshot;
+    tokio::io::copy(&mut source, &mut *receiving).await.unwrap();
+    other_sm.install_snapshot(&snapshot.meta, receiving).await.unwrap();
+    let other_view = other_sm.read_view();
+    assert_eq!(other_view.digest().await.unwrap(), digest);
+    assert_eq!(*other_view.access().borrow(), policy);
+    assert_eq!(other_view.audit_trail(reg(), b"a".to_vec(), None, 10).await.unwrap().events.len(), 3);
+
+    // And they survive a reopen.
+    drop((sm, view, store));
+    let store = Store::open(dir.path()).unwrap();
+    let sm = store.state_machine().await.unwrap();
+    assert_eq!(*sm.read_view().access().borrow(), policy);
+    assert_eq!(sm.read_view().digest().await.unwrap(), digest);
 }

@@ -74,8 +74,14 @@ async fn bad_input_is_refused_with_the_limit_named_and_writes_nothing() -> anyho
     assert!(matches!(c.put("population", "UA-3", "v", too_long_reason).await, Err(ClientError::InvalidArgument(_))));
     assert!(matches!(c.history("population", "UA-1", 0, 5000).await, Err(ClientError::InvalidArgument(_))));
 
-    // Nothing was written: the only revision after the marker is a new one.
-    let next = c.put("population", "UA-1", "v2", opts("check")).await?;
-    assert_eq!(next.revision, marker.revision + 1, "refused requests wrote no entries");
+    // Nothing was written: no record, no revision, and no audit event (the
+    // marker's own put is the only event the registry holds).
+    for id in ["UA-2", "UA-3"] {
+        assert!(c.get("population", id, ReadOptions::default()).await?.is_none(), "{id} was not written");
+    }
+    let history = c.history("population", "UA-1", 0, 10).await?;
+    assert_eq!(history.revisions.iter().map(|r| r.revision).collect::<Vec<_>>(), vec![marker.revision]);
+    let trail = c.audit_trail_all("population", "UA-2", false).await?;
+    assert!(trail.iter().all(|e| e.op != "put"), "refused writes leave no put event: {trail:?}");
     cluster.shutdown().await
 }

@@ -1,0 +1,224 @@
+//! The access audit trail: events recorded by the serving node, batched, and
+//! committed through Raft as `Command::Audit` entries.
+//!
+//! Many requests share one entry (up to `AUDIT_BATCH_EVENTS_MAX` events), so
+//! the trail costs one Raft commit per batch, not per read. A follower hands
+//! its batches to the leader over the internal Raft service. In `strict`
+//! mode a read is answered only after its event is committed: no record can
+//! be read without leaving a trace, even if the node then crashes.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use holdfast_types::audit::AUDIT_BATCH_EVENTS_MAX;
+use holdfast_types::{AuditEvent, AuditOp, AuditOutcome, Command, NodeId, Raft, RegistryName, Revision};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::RaftNetworkFactory;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use crate::error::ServerError;
+use crate::metrics::NodeMetrics;
+use crate::network::Network;
+
+/// How reads wait for their audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditMode {
+    /// A read is answered only after its event is committed (default).
+    #[default]
+    Strict,
+    /// Events are committed in the background; a crash may lose the last
+    /// batch, and reads never wait.
+    BestEffort,
+    /// No trail at all (benchmarks measuring its cost).
+    Off,
+}
+
+impl AuditMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "strict" => Some(AuditMode::Strict),
+            "best-effort" => Some(AuditMode::BestEffort),
+            "off" => Some(AuditMode::Off),
+            _ => None,
+        }
+    }
+}
+
+/// Events waiting for a batch; bounds memory when the trail cannot commit.
+const QUEUE_EVENTS_MAX: usize = 64 * 1024;
+/// Batches being committed at once.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// How long one batch may keep trying (elections, a lost leader).
+const BATCH_DEADLINE: Duration = Duration::from_secs(10);
+
+struct Pending {
+    event: AuditEvent,
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// Records audit events for one node's services.
+#[derive(Clone)]
+pub struct Auditor {
+    node: NodeId,
+    mode: AuditMode,
+    tx: Option<mpsc::Sender<Pending>>,
+    metrics: std::sync::Arc<NodeMetrics>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Auditor {
+    /// Starts the batching task (unless the mode is `Off`).
+    pub fn start(
+        node: NodeId,
+        mode: AuditMode,
+        raft: Raft,
+        network: Network,
+        metrics: std::sync::Arc<NodeMetrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Self, Option<tokio::task::JoinHandle<()>>) {
+        if mode == AuditMode::Off {
+            return (Self { node, mode, tx: None, metrics }, None);
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_EVENTS_MAX);
+        let task = tokio::spawn(run(rx, raft, network, metrics.clone(), shutdown));
+        (Self { node, mode, tx: Some(tx), metrics }, Some(task))
+    }
+
+    /// An event about `record` of `registry`, served by this node now.
+    pub fn event(
+        &self,
+        identity: &str,
+        registry: &RegistryName,
+        record: &[u8],
+        op: AuditOp,
+        revision: Revision,
+        outcome: AuditOutcome,
+    ) -> AuditEvent {
+        AuditEvent {
+            time_ms: now_ms(),
+            identity: identity.to_string(),
+            registry: registry.clone(),
+            record: record.to_vec(),
+            op,
+            revision,
+            outcome,
+            node: self.node,
+        }
+    }
+
+    /// Records events of a read that returned data. In strict mode, waits
+    /// until they are committed and fails (returning nothing to the client)
+    /// if they cannot be.
+    pub async fn record_read(&self, events: Vec<AuditEvent>) -> Result<(), ServerError> {
+        if self.mode != AuditMode::Strict {
+            self.record_detached(events);
+            return Ok(());
+        }
+        let Some(tx) = &self.tx else { return Ok(()) };
+        let mut waits = Vec::with_capacity(events.len());
+        for event in events {
+            let (done, wait) = oneshot::channel();
+            tx.send(Pending { event, done: Some(done) })
+                .await
+                .map_err(|_| ServerError::NotReady("the audit trail is shut down".into()))?;
+            waits.push(wait);
+        }
+        for wait in waits {
+            match wait.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(ServerError::Raft(format!("cannot record the access in the audit trail: {e}")))
+                }
+                Err(_) => return Err(ServerError::NotReady("the audit trail is shut down".into())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records events without waiting (writes, whose history is their own
+    /// durable record, and refusals). Dropped, and counted, if the queue is
+    /// full.
+    pub fn record_detached(&self, events: Vec<AuditEvent>) {
+        let Some(tx) = &self.tx else { return };
+        for event in events {
+            if tx.try_send(Pending { event, done: None }).is_err() {
+                self.metrics.audit_dropped(1);
+            }
+        }
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Pending>,
+    raft: Raft,
+    network: Network,
+    metrics: std::sync::Arc<NodeMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = std::sync::Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    loop {
+        let first = tokio::select! {
+            p = rx.recv() => match p { Some(p) => p, None => return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        // Wait for a free slot first: while all slots are busy, arriving
+        // events pile up and go out together in the next batch.
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < AUDIT_BATCH_EVENTS_MAX {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        let network = network.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let (events, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.event, p.done)).unzip();
+            let count = events.len();
+            let result = commit(&raft, &network, events).await;
+            match &result {
+                Ok(()) => metrics.audit_committed(count as u64),
+                Err(e) => {
+                    tracing::warn!(events = count, error = %e, "could not commit audit events");
+                    metrics.audit_dropped(count as u64);
+                }
+            }
+            for done in waiters.into_iter().flatten() {
+                let _ = done.send(result.clone());
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Commits one batch through the leader, retrying across elections until
+/// the deadline.
+async fn commit(raft: &Raft, network: &Network, events: Vec<AuditEvent>) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + BATCH_DEADLINE;
+    let mut last_error;
+    loop {
+        match raft.client_write(Command::Audit { events: events.clone() }).await {
+            Ok(_) => return Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
+                (Some(leader), Some(node)) => {
+                    let mut peer = network.clone().new_client(leader, &node).await;
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    match peer.forward_audit(&events, left.min(Duration::from_secs(5))).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => last_error = e,
+                    }
+                }
+                _ => last_error = "no leader is known".to_string(),
+            },
+            Err(e) => last_error = e.to_string(),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(last_error);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

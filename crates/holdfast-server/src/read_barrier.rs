@@ -1,0 +1,70 @@
+//! Linearizable reads share leadership confirmations (ReadIndex batching).
+//!
+//! Confirming leadership costs a heartbeat round to a quorum. Instead of one
+//! round per read, at most one round is in flight: reads arriving while it
+//! runs wait for the next one, which starts after they arrived — so each read
+//! is still ordered after every write acknowledged before it began.
+
+use std::sync::{Arc, Mutex};
+
+use holdfast_types::{NodeId, NodeInfo, Raft};
+use openraft::error::{CheckIsLeaderError, RaftError};
+use tokio::sync::oneshot;
+
+use crate::error::ServerError;
+
+type Confirmation = Result<(), RaftError<NodeId, CheckIsLeaderError<NodeId, NodeInfo>>>;
+
+#[derive(Default)]
+struct Waiting {
+    readers: Vec<oneshot::Sender<Confirmation>>,
+    round_running: bool,
+}
+
+/// Coalesces `ensure_linearizable` calls of concurrent reads.
+pub struct ReadBarrier {
+    raft: Raft,
+    waiting: Mutex<Waiting>,
+}
+
+impl ReadBarrier {
+    pub fn new(raft: Raft) -> Arc<Self> {
+        Arc::new(Self { raft, waiting: Mutex::default() })
+    }
+
+    /// Returns once a leadership confirmation that started after this call
+    /// succeeded and its read index is applied locally.
+    pub async fn wait(self: &Arc<Self>) -> Result<(), ServerError> {
+        let (tx, rx) = oneshot::channel();
+        let start_round = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            waiting.readers.push(tx);
+            !std::mem::replace(&mut waiting.round_running, true)
+        };
+        if start_round {
+            tokio::spawn(self.clone().run_rounds());
+        }
+        match rx.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ServerError::Raft("the read barrier stopped".into())),
+        }
+    }
+
+    /// Runs rounds back to back while readers are waiting.
+    async fn run_rounds(self: Arc<Self>) {
+        loop {
+            let readers = {
+                let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+                if waiting.readers.is_empty() {
+                    waiting.round_running = false;
+                    return;
+                }
+                std::mem::take(&mut waiting.readers)
+            };
+            let result: Confirmation = self.raft.ensure_linearizable().await.map(|_| ());
+            for reader in readers {
+                let _ = reader.send(result.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The access audit trail on a plaintext cluster (callers are `anonymous`;
+//! identities and grants are covered by the TLS tests): every read and write
+//! lands in the replicated trail, followers forward theirs, and in strict
+//! mode no record is returned unless its read was recorded.
+
+use std::time::Duration;
+
+use holdfast_client::{Consistency, ReadOptions, WriteOptions};
+use holdfast_server::AuditMode;
+use holdfast_testkit::TestCluster;
+
+use crate::{client, opts, LEADER_TIMEOUT};
+
+#[tokio::test]
+async fn reads_and_writes_are_recorded_on_every_replica() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(&["a", "b", "c"]).await?;
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await?;
+    let c = client(cluster.endpoints());
+    let written = c.put("population", "UA-1", "v1", opts("birth")).await?;
+    let conflict = WriteOptions { if_revision: Some(0), ..opts("again") };
+    assert!(c.put("population", "UA-1", "v2", conflict).await.is_err());
+    c.get("population", "UA-1", ReadOptions::default()).await?;
+    c.history("population", "UA-1", 0, 10).await?;
+    assert!(c.get("population", "UA-404", ReadOptions::default()).await?.is_none());
+    // A stale read served by a follower: its event travels to the leader.
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    let f = client(vec![cluster.endpoint(follower)]);
+    let stale = ReadOptions { consistency: Consistency::Stale, ..Default::default() };
+    cluster.wait_applied(written.revision, Duration::from_secs(10)).await?;
+    assert!(f.get("population", "UA-1", stale).await?.is_some());
+    c.scan("population", None, 10).await?;
+
+    let trail = c.audit_trail_all("population", "UA-1", false).await?;
+    let ops: Vec<(&str, &str)> = trail.iter().map(|e| (e.op.as_str(), e.outcome.as_str())).collect();
+    for expected in [("put", "ok"), ("put", "conflict"), ("get", "ok"), ("history", "ok"), ("scan", "ok")] {
+        assert!(ops.contains(&expected), "{expected:?} missing from {ops:?}");
+    }
+    assert!(trail.iter().any(|e| e.op == "get" && e.node == follower), "the follower's read is recorded: {trail:?}");
+    assert!(trail.iter().all(|e| e.identity == "anonymous"), "plaintext callers are anonymous");
+    let put = trail.iter().find(|e| e.op == "put" && e.outcome == "ok").expect("put");
+    assert_eq!(put.revision, written.revision);
+
+    // who-read: reads only, and the previous trail query is among them.
+    let who_read = c.audit_trail_all("population", "UA-1", true).await?;
+    assert!(who_read.iter().all(|e| e.op != "put"));
+    assert!(who_read.iter().any(|e| e.op == "read-audit"), "reading the trail is itself recorded");
+    let missing = c.audit_trail_all("population", "UA-404", false).await?;
+    assert_eq!(missing.first().map(|e| e.outcome.as_str()), Some("not-found"), "a lookup of an absent id is recorded");
+
+    // Replicated: every node holds the same trail (the digest covers it).
+    cluster.wait_converged(Duration::from_secs(10)).await?;
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn a_strict_read_fails_when_it_cannot_be_recorded() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(&["a", "b", "c"]).await?;
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await?;
+    let c = client(cluster.endpoints());
+    let written = c.put("passports", "FX-1", "v1", opts("issue")).await?;
+    cluster.wait_applied(written.revision, Duration::from_secs(10)).await?;
+    let survivor = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    for id in cluster.ids() {
+        if id != survivor {
+            cluster.stop(id).await?;
+        }
+    }
+    // The survivor has the record but no quorum to record the read: nothing
+    // is returned.
+    let s = holdfast_client::Client::builder(vec![cluster.endpoint(survivor)])
+        .timeout(Duration::from_secs(30))
+        .max_retries(0)
+        .build()?;
+    let stale = ReadOptions { consistency: Consistency::Stale, ..Default::default() };
+    let err = s.get("passports", "FX-1", stale).await.expect_err("unrecorded read refused");
+    assert!(err.to_string().contains("audit trail"), "{err}");
+    cluster.shutdown().await
+}
+
+#[tokio::test]
+async fn best_effort_mode_answers_without_waiting_for_the_trail() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start_with(&["a", "b", "c"], |c| c.audit = AuditMode::BestEffort).await?;
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await?;
+    let c = client(cluster.endpoints());
+    let written = c.put("passports", "FX-2", "v1", opts("issue")).await?;
+    cluster.wait_applied(written.revision, Duration::from_secs(10)).await?;
+    let survivor = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    for id in cluster.ids() {
+        if id != survivor {
+            cluster.stop(id).await?;
+        }
+    }
+    let s = client(vec![cluster.endpoint(survivor)]);
+    let stale = ReadOptions { consistency: Consistency::Stale, ..Default::default() };
+    assert!(s.get("passports", "FX-2", stale).await?.is_some());
+    cluster.shutdown().await
+}
