@@ -46,8 +46,9 @@ pub enum ServerError {
     DataLoss { registry: String, revision: u64 },
     #[error("keys: {0}")]
     Crypto(String),
-    /// The caller lacks a permission; nothing was read or written.
-    #[error("permission denied: {0}")]
+    /// The caller lacks a permission; nothing was read or written. The gRPC
+    /// code says "permission denied"; the message names who lacks what.
+    #[error("{0}")]
     PermissionDenied(String),
 }
 
