@@ -46,6 +46,8 @@ pub enum ServerError {
     DataLoss { registry: String, revision: u64 },
     #[error("keys: {0}")]
     Crypto(String),
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 impl ServerError {
@@ -123,7 +125,7 @@ pub fn to_status(err: ServerError) -> Status {
             status
         }
         ServerError::DataLoss { .. } => Status::data_loss(err.to_string()),
-        ServerError::Crypto(_) => {
+        ServerError::Crypto(_) | ServerError::Tls(_) => {
             tracing::error!(error = %err, "request failed on keys");
             Status::internal(err.to_string())
         }

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use holdfast_proto::v1::cluster_server::ClusterServer;
 use holdfast_proto::v1::raft_server::RaftServer;
 use holdfast_proto::v1::registry_server::RegistryServer;
@@ -31,6 +33,8 @@ use crate::raft_service::RaftService;
 use crate::records::RecordCodec;
 use crate::registry_service::RegistryService;
 use crate::request_metrics::RequestMetricsLayer;
+use crate::tls::TlsState;
+use crate::tls_accept::{self, HandshakeStats};
 
 /// A running node. Dropping it does not stop it; call [`Node::shutdown`].
 pub struct Node {
@@ -39,6 +43,7 @@ pub struct Node {
     view: ReadView,
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    tls: Option<Arc<TlsState>>,
     shutdown_tx: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     background: Vec<JoinHandle<()>>,
@@ -78,6 +83,12 @@ impl Node {
             let voters: Vec<_> = config.initial_members.iter().map(|(id, n)| (*id, n.placement.clone())).collect();
             check_voters(&voters).map_err(|e| ServerError::Topology(e.to_string()))?;
         }
+        // Loaded before the data dir is touched: a node whose TLS files are
+        // unusable does not start, says which file is wrong, and changes nothing.
+        let tls = match &config.tls {
+            Some(files) => Some(TlsState::load(files.clone()).map_err(|e| ServerError::Tls(e.to_string()))?),
+            None => None,
+        };
         // Checked before the data dir is touched: a node given the wrong key
         // refuses to start and changes nothing on disk.
         if let Some(master) = &config.master_key {
@@ -89,15 +100,20 @@ impl Node {
             .map_err(|e| ServerError::Raft(e.to_string()))??;
         let state_machine = store.state_machine().await?;
         let view = state_machine.read_view();
-        let network =
-            Network::new(config.peer_addr_overrides.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
+        let network = Network::new(
+            config.peer_addr_overrides.clone(),
+            Duration::from_millis(config.raft.rpc_timeout_ms),
+            tls.clone(),
+        );
         let raft = Raft::new(config.id, raft_config(&config)?, network, store.log_store(), state_machine)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
 
         let local_addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let metrics = NodeMetrics::new(raft.clone(), store.sync_latency());
+        let handshakes = Arc::new(HandshakeStats::default());
+        let metrics =
+            NodeMetrics::new(raft.clone(), store.sync_latency(), tls.clone().map(|t| (t, handshakes.clone())));
         let metrics_listener = match &config.metrics_listen {
             Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
                 ServerError::Io(std::io::Error::new(e.kind(), format!("cannot listen for metrics on {addr}: {e}")))
@@ -109,11 +125,29 @@ impl Node {
             Some(master) => RecordCodec::Sealed(Arc::new(Crypto::new((**master).clone(), view.keyring()))),
             None => RecordCodec::Plain,
         };
+        let transport = match &tls {
+            Some(tls) => Transport::Tls(tls.clone(), handshakes),
+            None => Transport::Plain,
+        };
         let server = tokio::spawn(
-            serve(&config, raft.clone(), view.clone(), codec.clone(), listener, &metrics, shutdown_rx.clone()).await?,
+            serve(
+                &config,
+                raft.clone(),
+                view.clone(),
+                codec.clone(),
+                listener,
+                transport,
+                &metrics,
+                shutdown_rx.clone(),
+            )
+            .await?,
         );
 
         let mut background = Vec::new();
+        if let Some(tls) = &tls {
+            let interval = Duration::from_millis(config.tls_reload_interval_ms);
+            background.push(tokio::spawn(crate::tls::watch_files(tls.clone(), interval, shutdown_rx.clone())));
+        }
         background.push(tokio::spawn(metrics.clone().count_leader_changes(shutdown_rx.clone())));
         if let Some(listener) = metrics_listener {
             background.push(tokio::spawn(http::serve_metrics(listener, metrics.clone(), shutdown_rx.clone())));
@@ -127,10 +161,26 @@ impl Node {
             )));
         }
         if !config.initial_members.is_empty() {
-            background.push(tokio::spawn(bootstrap::run(config.clone(), raft.clone(), shutdown_rx.clone())));
+            background.push(tokio::spawn(bootstrap::run(
+                config.clone(),
+                raft.clone(),
+                tls.clone(),
+                shutdown_rx.clone(),
+            )));
         }
         tracing::info!(id = config.id, addr = %local_addr, region = %config.placement.region, "node started");
-        Ok(Node { config, raft, view, local_addr, metrics_addr, shutdown_tx, server, background })
+        Ok(Node { config, raft, view, local_addr, metrics_addr, tls, shutdown_tx, server, background })
+    }
+
+    /// Loads the TLS files now, whether or not they look changed (what
+    /// SIGHUP does). `Ok(false)` on a plaintext node. On an unusable file
+    /// set the current certificates stay and the error names the file.
+    pub async fn reload_tls(&self) -> Result<bool, ServerError> {
+        let Some(tls) = self.tls.clone() else { return Ok(false) };
+        tokio::task::spawn_blocking(move || tls.reload(true))
+            .await
+            .map_err(|e| ServerError::Tls(e.to_string()))?
+            .map_err(|e| ServerError::Tls(e.to_string()))
     }
 
     pub fn id(&self) -> u64 {
@@ -171,20 +221,29 @@ impl Node {
     }
 }
 
+/// How the listener's connections are secured.
+enum Transport {
+    Plain,
+    Tls(Arc<TlsState>, Arc<HandshakeStats>),
+}
+
 /// Builds the gRPC server (registry, cluster, raft, health, reflection) and
 /// returns the future that serves until shutdown.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     config: &NodeConfig,
     raft: Raft,
     view: ReadView,
     codec: RecordCodec,
     listener: TcpListener,
+    transport: Transport,
     metrics: &Arc<NodeMetrics>,
     mut shutdown_rx: watch::Receiver<bool>,
-) -> Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>, ServerError> {
+) -> Result<BoxFuture<'static, Result<(), tonic::transport::Error>>, ServerError> {
+    let shutdown_accept = shutdown_rx.clone();
     let registry = RegistryService::new(raft.clone(), view.clone(), codec.clone(), config.unsafe_local_reads);
     let cluster = ClusterService::new(config.id, config.node_info(), raft.clone(), view.clone(), codec.clone());
-    let raft_rpc = RaftService::new(config.id, raft.clone());
+    let raft_rpc = RaftService::new(config.id, raft.clone(), matches!(transport, Transport::Tls(..)));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // Not ready until the readiness task sees a leader and a caught-up node.
@@ -227,13 +286,22 @@ async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    // tonic applies `tcp_nodelay` only to listeners it binds itself; with a
-    // listener handed in, Nagle stays on and replies stall ~40 ms on delayed
-    // ACKs (measured: 20 → 960 linearizable gets/s with one client).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    Ok(router.serve_with_incoming_shutdown(incoming, async move {
+    let stop = async move {
         let _ = shutdown_rx.wait_for(|stop| *stop).await;
-    }))
+    };
+    Ok(match transport {
+        Transport::Plain => {
+            // tonic applies `tcp_nodelay` only to listeners it binds itself; with a
+            // listener handed in, Nagle stays on and replies stall ~40 ms on delayed
+            // ACKs (measured: 20 → 960 linearizable gets/s with one client).
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, stop).boxed()
+        }
+        Transport::Tls(tls, handshakes) => {
+            let incoming = tls_accept::incoming(listener, tls, handshakes, shutdown_accept);
+            router.serve_with_incoming_shutdown(incoming, stop).boxed()
+        }
+    })
 }
 
 /// Name of the file in the data dir holding the master key's check value.
