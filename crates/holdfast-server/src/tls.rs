@@ -188,6 +188,10 @@ fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<TlsMaterial>), TlsE
         store.add(root).map_err(|e| TlsError::new("CA file", &files.ca, e))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| TlsError::new("key file", &files.key, format!("unusable private key ({e})")))?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider.clone())
         .build()
         .map_err(|e| TlsError::new("CA file", &files.ca, e))?;

@@ -7,6 +7,7 @@ mod t30_requests;
 mod t40_topology;
 mod t50_health;
 mod t60_keys;
+mod t70_tls;
 
 use std::time::Duration;
 
