@@ -114,6 +114,26 @@ async fn a_client_certificate_cannot_speak_raft() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_node_is_verified_under_its_own_id_whatever_address_is_dialled() -> anyhow::Result<()> {
+    let cluster = TestCluster::start_tls_with(REGIONS, |_| {}).await?;
+    let pki = cluster.pki().expect("tls");
+    let files = pki.node_files(1)?;
+    let (ca, cert, key) = (std::fs::read(&files.ca)?, std::fs::read(&files.cert)?, std::fs::read(&files.key)?);
+    // How a node dials a peer: its own certificate, the peer's node name.
+    let dial = |expected: &str| {
+        let config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
+            .identity(tonic::transport::Identity::from_pem(&cert, &key))
+            .domain_name(expected);
+        tonic::transport::Endpoint::from_shared(format!("https://{}", cluster.endpoint(2)))
+            .and_then(|e| e.tls_config(config))
+    };
+    assert!(dial("node-2")?.connect().await.is_ok(), "node 2 proves it is node-2");
+    assert!(dial("node-3")?.connect().await.is_err(), "node 2 cannot pass for node-3");
+    cluster.shutdown().await
+}
+
+#[tokio::test]
 async fn a_removed_node_certificate_is_refused_and_the_cluster_serves_on() -> anyhow::Result<()> {
     let cluster = TestCluster::start_tls_with(&["ua-kyiv", "ua-lviv", "eu-frankfurt", "eu-amsterdam"], |_| {}).await?;
     let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await?;
