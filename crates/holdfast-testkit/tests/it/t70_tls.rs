@@ -15,6 +15,7 @@ use holdfast_testkit::{wait_until, TestCluster};
 use holdfast_types::NodeId;
 use tonic::Code;
 
+use crate::t50_health::{http, sample};
 use crate::{opts, LEADER_TIMEOUT};
 
 const REGIONS: &[&str] = &["ua-kyiv", "ua-lviv", "eu-frankfurt"];
@@ -75,7 +76,7 @@ async fn cluster_forms_and_serves_over_mutual_tls() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn callers_without_a_valid_certificate_are_refused_and_change_nothing() -> anyhow::Result<()> {
-    let cluster = TestCluster::start_tls_with(REGIONS, |_| {}).await?;
+    let cluster = TestCluster::start_tls_with(REGIONS, |c| c.metrics_listen = Some("127.0.0.1:0".into())).await?;
     cluster.wait_for_leader(LEADER_TIMEOUT).await?;
     let ca_pem = cluster_ca_pem(&cluster);
 
@@ -97,6 +98,17 @@ async fn callers_without_a_valid_certificate_are_refused_and_change_nothing() ->
     }
     let admin = cluster.client_builder()?.build()?;
     assert!(admin.get("population", "UA-666", ReadOptions::default()).await?.is_none(), "nothing was written");
+    // The refused handshakes are counted where operators can see them.
+    let metrics: Vec<_> = cluster.ids().iter().filter_map(|id| cluster.node(*id)?.metrics_addr()).collect();
+    wait_until("refused handshakes to be counted", Duration::from_secs(10), || async {
+        let mut failures = 0.0;
+        for addr in &metrics {
+            let body = http(*addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.ok()?;
+            failures += sample(&body, "holdfast_tls_handshake_failures_total")?;
+        }
+        (failures >= 3.0).then_some(())
+    })
+    .await?;
     cluster.shutdown().await
 }
 
