@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of the container deployment: builds release binaries and
 # the image, starts the reference topology (docker/compose.yaml), then
-#   1. writes records;
+#   1. writes records over mutual TLS (certificates from `holdfast certs`);
 #   2. kills both ua-kyiv nodes: writes and linearizable reads go on;
 #   3. restarts them: they catch up;
 #   4. cuts eu-amsterdam off every network: the rest goes on working;
@@ -57,7 +57,7 @@ cleanup() {
 trap cleanup EXIT
 
 compose() {
-    HOLDFAST_IMAGE="$IMAGE" HOLDFAST_MASTER_KEY="$WORK/master.key" \
+    HOLDFAST_IMAGE="$IMAGE" HOLDFAST_MASTER_KEY="$WORK/master.key" HOLDFAST_TLS_DIR="$WORK/tls" \
         "${COMPOSE[@]}" --project-name "$PROJECT" --file "$ROOT/docker/compose.yaml" "$@"
 }
 
@@ -88,6 +88,15 @@ else
     chmod 0444 "$WORK/master.key"
 fi
 
+# The cluster's certificates: one per node (named by its compose hostname),
+# and an admin client certificate for holdfastctl. Mounted read-only.
+"$BIN/holdfast" certs init --out "$WORK/tls" --nodes 1=n1,2=n2,3=n3,4=n4,5=n5 --clients admin >/dev/null
+if [[ $(id -u) -eq 0 ]]; then
+    chown -R 10001:10001 "$WORK/tls"
+else
+    chmod 0444 "$WORK"/tls/*.key
+fi
+
 # --- helpers ------------------------------------------------------------
 # The workload's client runs in a throwaway container on the "wan" network:
 # followers name the leader by its advertised compose hostname (n5:7000),
@@ -95,10 +104,15 @@ fi
 # up on such a hint instead of trying its other endpoints (see README), so
 # the host-side checks below use requests that need no leader.
 ctl() {
-    docker run --rm --network "${PROJECT}_wan" --entrypoint holdfastctl "$IMAGE" \
+    docker run --rm --network "${PROJECT}_wan" -v "$WORK/tls:/etc/holdfast/tls:ro" \
+        -e HOLDFAST_CACERT=/etc/holdfast/tls/ca.pem -e HOLDFAST_CERT=/etc/holdfast/tls/admin.pem \
+        -e HOLDFAST_KEY=/etc/holdfast/tls/admin.key --entrypoint holdfastctl "$IMAGE" \
         --endpoints "$NODE_ENDPOINTS" --timeout 3s "$@"
 }
-host_ctl() { "$CTL" --endpoints "$HOST_ENDPOINTS" --timeout 3s "$@"; }
+host_ctl() {
+    "$CTL" --cacert "$WORK/tls/ca.pem" --cert "$WORK/tls/admin.pem" --key "$WORK/tls/admin.key" \
+        --endpoints "$HOST_ENDPOINTS" --timeout 3s "$@"
+}
 cid() { compose ps -q "$1"; }
 health_of() { docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$(cid "$1")"; }
 
@@ -124,6 +138,7 @@ all_healthy() {
 has_record() {
     local node=$1 id=$2 value=$3
     docker exec "$(cid "$node")" holdfastctl --endpoints 127.0.0.1:7000 --timeout 2s \
+        --cert /etc/holdfast/tls/admin.pem --key /etc/holdfast/tls/admin.key \
         get --stale passports "$id" | grep -- "$value" >/dev/null
 }
 
@@ -146,7 +161,9 @@ grep '^holdfast_ready 1' >/dev/null <<<"$metrics" || fail "n3 /metrics does not 
 host_ctl endpoint status >"$WORK/status" || fail "holdfastctl on the host: endpoint status"
 [[ $(grep -c ' n[1-5]:7000 ' "$WORK/status") -eq 5 ]] || fail "not all five nodes answered the host: $(cat "$WORK/status")"
 host_ctl get --stale passports P-10 | grep v10 >/dev/null || fail "holdfastctl on the host: read P-10"
-say "wrote 10 records; the host reaches every node; metrics endpoint reports ready"
+"$CTL" --endpoints 127.0.0.1:7003 --timeout 3s --max-retries 0 get --stale passports P-10 >/dev/null 2>&1 &&
+    fail "a plaintext client was served"
+say "wrote 10 records over mutual TLS; the host reaches every node; plaintext is refused; metrics report ready"
 
 # --- 2. lose ua-kyiv ----------------------------------------------------
 say "killing both ua-kyiv nodes (n1, n2)"
@@ -204,6 +221,8 @@ chmod 0444 "$WORK/malformed.toml"
 bad_input "malformed config" -v "$WORK/malformed.toml:/etc/holdfast/holdfast.toml:ro"
 bad_input "missing config" -e HOLDFAST_CONFIG=/etc/holdfast/absent.toml
 bad_input "missing key file" -v "$ROOT/docker/config/n1.toml:/etc/holdfast/holdfast.toml:ro"
+bad_input "missing TLS files" -v "$ROOT/docker/config/n1.toml:/etc/holdfast/holdfast.toml:ro" \
+    -v "$WORK/master.key:/etc/holdfast/master.key:ro"
 
 # --- teardown check -----------------------------------------------------
 compose down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1

@@ -30,6 +30,8 @@ pub struct CompareSpec {
     pub etcd_bin: PathBuf,
     /// Holdfast without sealing, only to measure what encryption costs.
     pub insecure_plaintext: bool,
+    /// Holdfast over plaintext gRPC, only to measure what TLS costs.
+    pub insecure_transport: bool,
 }
 
 struct Started {
@@ -52,12 +54,18 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
     let machine = describe_machine();
     eprintln!("machine: {machine}");
     let started = Started {
-        holdfast: HoldfastCluster::start(&spec.holdfast_bin, spec.insecure_plaintext)
+        holdfast: HoldfastCluster::start(&spec.holdfast_bin, spec.insecure_plaintext, spec.insecure_transport)
             .await
             .context("starting the holdfast cluster")?,
         etcd: EtcdCluster::start(&spec.etcd_bin).await.context("starting the etcd cluster")?,
     };
-    eprintln!("holdfast at {:?}, etcd leader at {:?}", started.holdfast.endpoints(), started.etcd.endpoints());
+    eprintln!(
+        "holdfast at {:?} ({}), etcd leader at {:?}",
+        started.holdfast.endpoints(),
+        if spec.insecure_transport { "plaintext gRPC" } else { "mutual TLS" },
+        started.etcd.endpoints()
+    );
+    let holdfast_tls = started.holdfast.client_tls();
 
     let cases: Vec<(Workload, usize)> =
         spec.workloads.iter().flat_map(|w| spec.clients.iter().map(move |c| (*w, *c))).collect();
@@ -79,6 +87,7 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
                     key_space: spec.key_space,
                     preload_keys: spec.preload_keys,
                     key_prefix: format!("r{round}-c{index}-"),
+                    tls: if kind == Kind::Holdfast { holdfast_tls.clone() } else { None },
                 };
                 let (endpoints, pids) = started.endpoints_and_pids(kind);
                 let measurement = load::run(kind, &endpoints, &pids, &load_spec)

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
+use holdfast_client::ClientTls;
 use rand::{RngCore, SeedableRng};
 use tokio::time::Instant;
 
@@ -36,6 +37,9 @@ pub struct LoadSpec {
     pub preload_keys: u64,
     /// Starts every key of this run (see [`KeyPlan::new`]).
     pub key_prefix: String,
+    /// holdfast only: the client certificate to speak mutual TLS with;
+    /// `None` dials plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 impl LoadSpec {
@@ -53,7 +57,8 @@ pub async fn run(
     server_pids: &[u32],
     spec: &LoadSpec,
 ) -> anyhow::Result<Measurement> {
-    let connections = Connection::open_many(kind, endpoints, spec.connections.min(spec.clients)).await?;
+    let connections =
+        Connection::open_many(kind, endpoints, spec.connections.min(spec.clients), spec.tls.as_ref()).await?;
     let plan = Arc::new(KeyPlan::new(&spec.key_prefix, spec.key_space, spec.preload_keys));
     let mut value = vec![0u8; spec.value_bytes];
     // Random bytes, like the sealed values holdfast stores: nothing compresses.

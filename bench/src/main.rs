@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use holdfast_client::ClientTls;
 
 use crate::compare::CompareSpec;
 use crate::load::LoadSpec;
@@ -77,6 +78,15 @@ struct RunArgs {
     /// Concurrent closed-loop clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// holdfast over TLS: the CA bundle (with --cert and --key).
+    #[arg(long, env = "HOLDFAST_CACERT")]
+    cacert: Option<PathBuf>,
+    /// holdfast over TLS: the client certificate.
+    #[arg(long, env = "HOLDFAST_CERT")]
+    cert: Option<PathBuf>,
+    /// holdfast over TLS: the client key.
+    #[arg(long, env = "HOLDFAST_KEY")]
+    key: Option<PathBuf>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -104,6 +114,10 @@ struct CompareArgs {
     /// sealing costs. Users never run it this way.
     #[arg(long)]
     insecure_plaintext: bool,
+    /// Run holdfast over plaintext gRPC instead of mutual TLS, to measure
+    /// what TLS costs. Users never run it this way.
+    #[arg(long)]
+    insecure_transport: bool,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -149,6 +163,11 @@ async fn main() -> anyhow::Result<()> {
                 preload_keys: args.load.preload_keys,
                 // Unique per run, so a second run writes fresh keys too.
                 key_prefix: format!("run{}-", std::process::id()),
+                tls: match (&args.cacert, &args.cert, &args.key) {
+                    (Some(ca), Some(cert), Some(key)) => Some(ClientTls::from_files(ca, cert, key)?),
+                    (None, None, None) => None,
+                    _ => anyhow::bail!("give all of --cacert, --cert and --key, or none"),
+                },
             };
             let measurement = load::run(args.target, &args.endpoints, &args.pids, &spec).await?;
             print!("{}", report::table_of_runs(std::slice::from_ref(&measurement)));
@@ -174,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 etcd_bin: args.etcd_bin,
                 insecure_plaintext: args.insecure_plaintext,
+                insecure_transport: args.insecure_transport,
             };
             let report = compare::run(&spec).await?;
             print!("{}", report.table());

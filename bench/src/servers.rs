@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use holdfast_client::ClientTls;
 use holdfast_testkit::process::{free_port, reference_topology, NodeOptions, ProcessCluster};
 use tempfile::TempDir;
 
@@ -23,7 +24,8 @@ const ETCD_QUOTA_BACKEND_BYTES: u64 = 8 << 30;
 /// fixes at 100 for user space on every architecture it exposes /proc on.
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
-/// Three `holdfast serve` processes from generated config files, as users run them.
+/// Three `holdfast serve` processes from generated config files, as users
+/// run them: sealed records and mutual TLS unless told otherwise.
 pub struct HoldfastCluster {
     // Declared first so its processes die before the temp dir goes.
     cluster: ProcessCluster,
@@ -31,7 +33,7 @@ pub struct HoldfastCluster {
 }
 
 impl HoldfastCluster {
-    pub async fn start(binary: &Path, insecure_plaintext: bool) -> anyhow::Result<Self> {
+    pub async fn start(binary: &Path, insecure_plaintext: bool, insecure_transport: bool) -> anyhow::Result<Self> {
         anyhow::ensure!(
             binary.exists(),
             "holdfast binary {} not found; build it first: cargo build --release -p holdfast",
@@ -39,7 +41,7 @@ impl HoldfastCluster {
         );
         let root = tempfile::Builder::new().prefix("holdfast-bench-").tempdir()?;
         let specs: Vec<_> = reference_topology().into_iter().filter(|s| HOLDFAST_NODE_IDS.contains(&s.id)).collect();
-        let options = |_| NodeOptions { insecure_plaintext, ..NodeOptions::default() };
+        let options = |_| NodeOptions { insecure_plaintext, insecure_transport, ..NodeOptions::default() };
         let mut cluster = ProcessCluster::configure(binary, root.path(), &specs, None, options)?;
         cluster.start_all()?;
         let started = Self { cluster, _root: root };
@@ -52,6 +54,11 @@ impl HoldfastCluster {
 
     pub fn endpoints(&self) -> Vec<String> {
         self.cluster.endpoints()
+    }
+
+    /// The `admin` client certificate, unless the cluster runs plaintext.
+    pub fn client_tls(&self) -> Option<ClientTls> {
+        self.cluster.client_tls().cloned()
     }
 
     pub fn pids(&self) -> Vec<u32> {

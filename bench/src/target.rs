@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use holdfast_client::{Client, Consistency, ReadOptions, WriteOptions};
+use holdfast_client::{Client, ClientTls, Consistency, ReadOptions, WriteOptions};
 use serde::Serialize;
 
 /// holdfast keeps records in named registries; the benchmark uses one.
@@ -52,20 +52,29 @@ pub enum Connection {
 
 impl Connection {
     /// Opens `count` independent connections (each its own HTTP/2 session).
-    pub async fn open_many(kind: Kind, endpoints: &[String], count: usize) -> anyhow::Result<Vec<Self>> {
+    pub async fn open_many(
+        kind: Kind,
+        endpoints: &[String],
+        count: usize,
+        tls: Option<&ClientTls>,
+    ) -> anyhow::Result<Vec<Self>> {
         let mut connections = Vec::with_capacity(count);
         for _ in 0..count.max(1) {
-            connections.push(Self::open(kind, endpoints).await?);
+            connections.push(Self::open(kind, endpoints, tls).await?);
         }
         Ok(connections)
     }
 
-    async fn open(kind: Kind, endpoints: &[String]) -> anyhow::Result<Self> {
+    async fn open(kind: Kind, endpoints: &[String], tls: Option<&ClientTls>) -> anyhow::Result<Self> {
         match kind {
             Kind::Holdfast => {
                 // The client finds and remembers the leader itself; each
                 // Client has its own channel per endpoint.
-                let client = Client::builder(endpoints.to_vec()).timeout(REQUEST_TIMEOUT).build()?;
+                let mut builder = Client::builder(endpoints.to_vec()).timeout(REQUEST_TIMEOUT);
+                if let Some(tls) = tls {
+                    builder = builder.tls(tls.clone());
+                }
+                let client = builder.build()?;
                 Ok(Self::Holdfast(client))
             }
             Kind::Etcd => {

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use holdfast_client::{Client, ClientBuilder};
 use holdfast_testkit::process::{reference_topology, status_of, status_with_digest, NodeOptions, ProcessCluster};
 use serde::Serialize;
 
@@ -116,6 +117,16 @@ impl ChaosCluster {
         self.processes.nodes().filter(|n| self.regions.contains_key(&n.spec.id)).map(|n| n.addr.clone()).collect()
     }
 
+    /// A client builder for the current members, with the cluster's
+    /// `admin` certificate.
+    pub fn client_builder(&self) -> ClientBuilder {
+        let builder = Client::builder(self.endpoints());
+        match self.processes.client_tls() {
+            Some(tls) => builder.tls(tls.clone()),
+            None => builder,
+        }
+    }
+
     /// Sets every link from a node in `a` to a node in `b` to `mode`.
     pub fn set_links(&self, a: &[NodeId], b: &[NodeId], mode: LinkMode) {
         for from in a {
@@ -150,7 +161,9 @@ impl ChaosCluster {
         let mut states = Vec::new();
         let members = self.processes.nodes().filter(|n| self.regions.contains_key(&n.spec.id));
         for node in members.filter(|n| self.processes.is_running(n.spec.id)) {
-            let status = if with_digest { status_with_digest(&node.addr).await } else { status_of(&node.addr).await };
+            let tls = self.processes.client_tls();
+            let status =
+                if with_digest { status_with_digest(&node.addr, tls).await } else { status_of(&node.addr, tls).await };
             if let Some(s) = status {
                 states.push(NodeState {
                     id: node.spec.id,

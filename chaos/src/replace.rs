@@ -52,10 +52,8 @@ pub fn largest_region(cluster: &ChaosCluster) -> Option<String> {
 /// restarts the first dead id with an empty disk and checks it stays out.
 pub async fn replace(cluster: &mut ChaosCluster, dead: &[NodeId]) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
-    let client = Client::builder(cluster.endpoints())
-        .timeout(Duration::from_secs(10))
-        .membership_timeout(MEMBERSHIP_TIMEOUT)
-        .build()?;
+    let client =
+        cluster.client_builder().timeout(Duration::from_secs(10)).membership_timeout(MEMBERSHIP_TIMEOUT).build()?;
     let mut pairs = Vec::new();
     for old in dead {
         let next = cluster.processes.nodes().map(|n| n.spec.id).max().unwrap_or(0) + 1;
@@ -141,7 +139,7 @@ async fn check_old_id_stays_out(
     cluster.processes.start(old)?;
     tokio::time::sleep(REJOIN_WATCH).await;
     let addr = cluster.processes.node(old).map(|n| n.addr.clone()).unwrap_or_default();
-    let status = status_of(&addr).await;
+    let status = status_of(&addr, cluster.processes.client_tls()).await;
     let members = client.members().await;
     let leader = cluster.leader().await;
     let log_path = cluster.processes.node(old).map(|n| n.log_path.clone());

@@ -68,7 +68,7 @@ async fn run_phases(config: &RunConfig, origin: Instant, report: &mut Report) ->
     let mut cluster = ChaosCluster::start(&config.binary, &root, config.scenario.unsafe_local_reads).await?;
     cluster.processes.wait_for_leader(LEADER_TIMEOUT).await?;
     let workload = Workload::new(origin, config.seed);
-    let tasks = workload.spawn(&cluster.endpoints(), config.seed)?;
+    let tasks = workload.spawn(&cluster.endpoints(), cluster.processes.client_tls(), config.seed)?;
     let total = WARMUP + config.duration + RECOVERY;
     let progress = config.progress.then(|| Progress::spawn(workload.clone(), total));
 
@@ -92,7 +92,7 @@ async fn run_phases(config: &RunConfig, origin: Instant, report: &mut Report) ->
     }
     report.final_states = cluster.states().await;
 
-    let client = Client::builder(cluster.endpoints()).build()?;
+    let client = cluster.client_builder().build()?;
     let keys = workload.keys();
     let final_reads = final_ops(&client, &workload, &keys, report).await;
     let stored = read_stored(&client, &keys).await;

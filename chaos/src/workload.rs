@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use holdfast_client::{Client, ClientError, Outcome as WriteOutcome, ReadOptions, WriteOptions};
+use holdfast_client::{Client, ClientError, ClientTls, Outcome as WriteOutcome, ReadOptions, WriteOptions};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -75,19 +75,29 @@ impl Workload {
     }
 
     /// A client for the workload's calls: short timeout, few retries.
-    pub fn client(endpoints: Vec<String>) -> anyhow::Result<Client> {
-        Ok(Client::builder(endpoints).timeout(OP_TIMEOUT).max_retries(OP_RETRIES).build()?)
+    pub fn client(endpoints: Vec<String>, tls: Option<&ClientTls>) -> anyhow::Result<Client> {
+        let builder = Client::builder(endpoints).timeout(OP_TIMEOUT).max_retries(OP_RETRIES);
+        let builder = match tls {
+            Some(tls) => builder.tls(tls.clone()),
+            None => builder,
+        };
+        Ok(builder.build()?)
     }
 
     /// Starts the client tasks; they run until [`Workload::stop`].
-    pub fn spawn(&self, endpoints: &[String], seed: u64) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    pub fn spawn(
+        &self,
+        endpoints: &[String],
+        tls: Option<&ClientTls>,
+        seed: u64,
+    ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
         let mut tasks = Vec::new();
         for index in 0..CLIENTS {
             // Each task starts on a different endpoint so that not every
             // client discovers the leader the same way.
             let mut ordered = endpoints.to_vec();
             ordered.rotate_left(index as usize % endpoints.len().max(1));
-            let client = Self::client(ordered)?;
+            let client = Self::client(ordered, tls)?;
             let pinned: Vec<Client> =
                 endpoints.iter().map(|e| client.on_endpoint(e)).collect::<Result<_, ClientError>>()?;
             let rng = StdRng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(index));

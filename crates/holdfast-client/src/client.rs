@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::error::ClientError;
 use crate::pool::Pool;
+use crate::tls::ClientTls;
 
 /// How long one attempt of a call may take unless configured otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,6 +44,7 @@ pub struct ClientBuilder {
     timeout: Duration,
     membership_timeout: Duration,
     max_retries: u32,
+    tls: Option<ClientTls>,
 }
 
 impl Client {
@@ -59,6 +61,7 @@ impl Client {
             timeout: DEFAULT_TIMEOUT,
             membership_timeout: DEFAULT_MEMBERSHIP_TIMEOUT,
             max_retries: DEFAULT_MAX_RETRIES,
+            tls: None,
         }
     }
 
@@ -72,7 +75,8 @@ impl Client {
         })
     }
 
-    /// Every known endpoint (`http://host:port`), including ones learned from leader hints.
+    /// Every known endpoint (`http://host:port`, or `https://` with TLS),
+    /// including ones learned from leader hints.
     pub fn endpoints(&self) -> Vec<String> {
         self.pool.urls()
     }
@@ -102,10 +106,18 @@ impl ClientBuilder {
         self
     }
 
+    /// Speak mutual TLS to every endpoint (leader hints included): present
+    /// `tls`'s certificate and verify each node's certificate against its
+    /// CA bundle under the endpoint's host. Endpoints become `https://`.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     pub fn build(self) -> Result<Client, ClientError> {
         let connect_timeout = self.timeout.min(CONNECT_TIMEOUT_MAX);
         Ok(Client {
-            pool: Arc::new(Pool::new(&self.endpoints, connect_timeout)?),
+            pool: Arc::new(Pool::new(&self.endpoints, connect_timeout, self.tls)?),
             config: Config {
                 timeout: self.timeout,
                 membership_timeout: self.membership_timeout,

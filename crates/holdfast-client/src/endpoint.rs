@@ -6,26 +6,39 @@
 
 use crate::error::ClientError;
 
-/// Plain-text gRPC; the scheme added when an address has none.
-const DEFAULT_SCHEME: &str = "http";
+/// Plain-text gRPC.
+const PLAIN_SCHEME: &str = "http";
+/// gRPC over TLS.
+const TLS_SCHEME: &str = "https";
 
-/// Returns the canonical `http://host:port` form of an endpoint.
+/// Returns the canonical `http://host:port` form of a plaintext endpoint.
 ///
-/// Accepts `host:port` and `http://host:port[/]`. TLS is not wired into the
-/// client yet, so `https://` is refused here instead of failing later with a
-/// confusing handshake error.
+/// Accepts `host:port` and `http://host:port[/]`. `https://` is refused: a
+/// TLS endpoint needs a client built with TLS ([`normalize_endpoint_for`]).
 pub fn normalize_endpoint(raw: &str) -> Result<String, ClientError> {
+    normalize_endpoint_for(raw, false)
+}
+
+/// The canonical form of an endpoint for a client with or without TLS:
+/// `https://host:port` or `http://host:port`. A bare `host:port` (what
+/// users write and servers hint) takes the client's scheme; a scheme that
+/// contradicts it is refused rather than failing later in a handshake.
+pub fn normalize_endpoint_for(raw: &str, tls: bool) -> Result<String, ClientError> {
     let invalid = |reason: &str| ClientError::InvalidEndpoint { endpoint: raw.to_owned(), reason: reason.to_owned() };
+    let expected = if tls { TLS_SCHEME } else { PLAIN_SCHEME };
     let trimmed = raw.trim();
     let (scheme, rest) = match trimmed.split_once("://") {
         Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-        None => (DEFAULT_SCHEME.to_owned(), trimmed),
+        None => (expected.to_owned(), trimmed),
     };
-    if scheme == "https" {
-        return Err(invalid("TLS endpoints are not supported yet"));
+    if scheme == TLS_SCHEME && !tls {
+        return Err(invalid("an https endpoint needs a client configured with TLS (certificates)"));
     }
-    if scheme != DEFAULT_SCHEME {
-        return Err(invalid("scheme must be http"));
+    if scheme == PLAIN_SCHEME && tls {
+        return Err(invalid("this client uses TLS: write host:port or https://host:port"));
+    }
+    if scheme != expected {
+        return Err(invalid("scheme must be http or https"));
     }
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() {
@@ -113,6 +126,13 @@ mod tests {
                 "{raw:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn tls_clients_use_https() {
+        assert_eq!(normalize_endpoint_for("127.0.0.1:7001", true).ok().as_deref(), Some("https://127.0.0.1:7001"));
+        assert_eq!(normalize_endpoint_for("HTTPS://n1:7001/", true).ok().as_deref(), Some("https://n1:7001"));
+        assert!(normalize_endpoint_for("http://n1:7001", true).is_err());
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub enum ClientError {
     InvalidEndpoint { endpoint: String, reason: String },
     #[error("no endpoints configured")]
     NoEndpoints,
+    /// The TLS files or settings cannot be used; nothing was sent.
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 fn revision_text(revision: Option<u64>) -> String {
@@ -117,7 +120,8 @@ impl ClientError {
             | Self::Unauthenticated(_)
             | Self::Connect { .. }
             | Self::InvalidEndpoint { .. }
-            | Self::NoEndpoints => Outcome::NotApplied,
+            | Self::NoEndpoints
+            | Self::Tls(_) => Outcome::NotApplied,
             Self::RetriesExhausted { maybe_applied: true, .. } => Outcome::Unknown,
             Self::RetriesExhausted { last, .. } => last.outcome(),
             // A malformed success may still be a success.

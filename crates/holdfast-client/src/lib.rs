@@ -23,6 +23,9 @@
 //! - Every write carries a request id, the same on every retry, so retrying
 //!   a write whose outcome is unknown is safe. A failed write says whether
 //!   it was applied: [`ClientError::outcome`].
+//! - With [`ClientBuilder::tls`] every connection is mutual TLS: the client
+//!   presents its certificate (which names it to the server) and checks each
+//!   node's certificate against the CA bundle under the host it dialled.
 //! - The client knows gRPC, not Raft: it has no openraft or storage types.
 
 mod access_api;
@@ -36,14 +39,16 @@ mod pool;
 mod record;
 mod registry_api;
 mod retry;
+mod tls;
 
 pub use access_api::{AccessList, AuditEntry, AuditPage, Grant, WhoAmI};
 pub use client::{Client, ClientBuilder, DEFAULT_MAX_RETRIES, DEFAULT_MEMBERSHIP_TIMEOUT, DEFAULT_TIMEOUT};
 pub use cluster_api::EndpointStatus;
-pub use endpoint::{display_endpoint, normalize_endpoint};
+pub use endpoint::{display_endpoint, normalize_endpoint, normalize_endpoint_for};
 pub use error::{ClientError, Outcome, CURRENT_REVISION_METADATA, LEADER_METADATA, NOT_PROPOSED_METADATA};
 pub use keys_api::{KeyInfo, KeyStatus};
 pub use member::{Member, Members, NodeStatus, Placement, Role, Survival};
 pub use record::{
     new_request_id, Consistency, HistoryPage, ReadOptions, Record, ScanEntry, ScanPage, WriteOptions, WriteResult,
 };
+pub use tls::ClientTls;

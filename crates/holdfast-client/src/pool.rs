@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-use crate::endpoint::normalize_endpoint;
+use crate::endpoint::normalize_endpoint_for;
 use crate::error::ClientError;
+use crate::tls::ClientTls;
 
 /// Leader hints can add endpoints; a server that hints nonsense must not
 /// grow the set without bound.
@@ -42,14 +43,32 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Pool {
     state: Mutex<State>,
+    settings: Settings,
+}
+
+/// How every endpoint of a pool is dialled, leader hints included.
+#[derive(Debug, Clone)]
+struct Settings {
     connect_timeout: Duration,
+    tls: Option<ClientTls>,
+}
+
+impl Settings {
+    fn normalize(&self, raw: &str) -> Result<String, ClientError> {
+        normalize_endpoint_for(raw, self.tls.is_some())
+    }
 }
 
 impl Pool {
-    pub(crate) fn new(endpoints: &[String], connect_timeout: Duration) -> Result<Self, ClientError> {
+    pub(crate) fn new(
+        endpoints: &[String],
+        connect_timeout: Duration,
+        tls: Option<ClientTls>,
+    ) -> Result<Self, ClientError> {
+        let settings = Settings { connect_timeout, tls };
         let mut state = State { slots: Vec::new(), leader: None, cursor: 0 };
         for raw in endpoints {
-            let url = normalize_endpoint(raw)?;
+            let url = settings.normalize(raw)?;
             if state.slots.iter().any(|slot| slot.url == url) {
                 continue;
             }
@@ -59,17 +78,17 @@ impl Pool {
                     reason: format!("more than {ENDPOINTS_MAX} endpoints"),
                 });
             }
-            state.slots.push(new_slot(url, connect_timeout)?);
+            state.slots.push(new_slot(url, &settings)?);
         }
         if state.slots.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
-        Ok(Self { state: Mutex::new(state), connect_timeout })
+        Ok(Self { state: Mutex::new(state), settings })
     }
 
     /// A pool of one endpoint that reuses `self`'s channel to it if it has one.
     pub(crate) fn pinned(&self, raw: &str) -> Result<Self, ClientError> {
-        let url = normalize_endpoint(raw)?;
+        let url = self.settings.normalize(raw)?;
         let existing = self.lock().slots.iter().find(|slot| slot.url == url).map(|slot| Slot {
             url: slot.url.clone(),
             endpoint: slot.endpoint.clone(),
@@ -77,11 +96,11 @@ impl Pool {
         });
         let slot = match existing {
             Some(slot) => slot,
-            None => new_slot(url, self.connect_timeout)?,
+            None => new_slot(url, &self.settings)?,
         };
         Ok(Self {
             state: Mutex::new(State { slots: vec![slot], leader: None, cursor: 0 }),
-            connect_timeout: self.connect_timeout,
+            settings: self.settings.clone(),
         })
     }
 
@@ -103,9 +122,9 @@ impl Pool {
     /// Follows a `host:port` leader hint. Returns the hinted endpoint's index, now remembered as leader, or
     /// `None` when the hint is unusable.
     pub(crate) fn follow_hint(&self, hint: &str) -> Option<usize> {
-        let url = normalize_endpoint(hint).ok()?;
+        let url = self.settings.normalize(hint).ok()?;
         let mut state = self.lock();
-        let index = index_or_insert(&mut state, url, self.connect_timeout).ok()?;
+        let index = index_or_insert(&mut state, url, &self.settings).ok()?;
         state.leader = Some(index);
         Some(index)
     }
@@ -137,16 +156,25 @@ impl Pool {
     }
 }
 
-fn new_slot(url: String, connect_timeout: Duration) -> Result<Slot, ClientError> {
-    let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|err| ClientError::InvalidEndpoint { endpoint: url.clone(), reason: err.to_string() })?
-        .connect_timeout(connect_timeout)
+fn new_slot(url: String, settings: &Settings) -> Result<Slot, ClientError> {
+    let invalid = |err: tonic::transport::Error| ClientError::InvalidEndpoint {
+        endpoint: url.clone(),
+        reason: std::error::Error::source(&err).map_or_else(|| err.to_string(), |s| s.to_string()),
+    };
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .map_err(invalid)?
+        .connect_timeout(settings.connect_timeout)
         // Requests are small and latency-bound; Nagle only adds delay.
         .tcp_nodelay(true);
+    if let Some(tls) = &settings.tls {
+        // The server name checked is the endpoint's host, so a leader hint
+        // is verified like any endpoint the user gave.
+        endpoint = endpoint.tls_config(tls.config()).map_err(invalid)?;
+    }
     Ok(Slot { url, endpoint, channel: None })
 }
 
-fn index_or_insert(state: &mut State, url: String, connect_timeout: Duration) -> Result<usize, ClientError> {
+fn index_or_insert(state: &mut State, url: String, settings: &Settings) -> Result<usize, ClientError> {
     if let Some(index) = state.slots.iter().position(|slot| slot.url == url) {
         return Ok(index);
     }
@@ -156,7 +184,7 @@ fn index_or_insert(state: &mut State, url: String, connect_timeout: Duration) ->
             reason: format!("more than {ENDPOINTS_MAX} endpoints"),
         });
     }
-    state.slots.push(new_slot(url, connect_timeout)?);
+    state.slots.push(new_slot(url, settings)?);
     Ok(state.slots.len() - 1)
 }
 
@@ -172,7 +200,7 @@ mod tests {
 
     fn pool(endpoints: &[&str]) -> Pool {
         let endpoints: Vec<String> = endpoints.iter().map(|e| (*e).to_owned()).collect();
-        Pool::new(&endpoints, Duration::from_secs(1)).expect("valid endpoints")
+        Pool::new(&endpoints, Duration::from_secs(1), None).expect("valid endpoints")
     }
 
     #[test]
@@ -183,7 +211,7 @@ mod tests {
 
     #[test]
     fn empty_endpoint_list_is_refused() {
-        assert!(matches!(Pool::new(&[], Duration::from_secs(1)), Err(ClientError::NoEndpoints)));
+        assert!(matches!(Pool::new(&[], Duration::from_secs(1), None), Err(ClientError::NoEndpoints)));
     }
 
     #[tokio::test]

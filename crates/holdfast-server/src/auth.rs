@@ -61,7 +61,7 @@ impl Authorizer {
         if !self.enforce {
             return Caller::Anonymous;
         }
-        match crate::tls::peer_identity(request) {
+        match crate::identity::peer_identity(request) {
             Some(identity) if !identity.is_empty() => Caller::Identity(identity),
             _ => Caller::Unidentified,
         }

@@ -1,14 +1,17 @@
 //! Forming a fresh cluster from the initial members in the config, without a
 //! manual step: the lowest-id member initialises Raft with all of them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use holdfast_proto::v1::cluster_client::ClusterClient;
 use holdfast_proto::v1::StatusRequest;
-use holdfast_types::Raft;
+use holdfast_types::{NodeId, Raft};
 use tokio::sync::watch;
 
 use crate::config::NodeConfig;
+use crate::network::peer_endpoint;
+use crate::tls::{TlsMaterial, TlsState};
 
 /// How often a node that should initialise retries while its peers are not
 /// all reachable yet.
@@ -16,7 +19,12 @@ const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Initialises the cluster if this node is the lowest-id initial member and
 /// no Raft state exists here or on any reachable peer.
-pub(crate) async fn run(config: NodeConfig, raft: Raft, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    config: NodeConfig,
+    raft: Raft,
+    tls: Option<Arc<TlsState>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let lowest = config.initial_members.keys().next().copied();
     if lowest != Some(config.id) {
         return;
@@ -30,7 +38,7 @@ pub(crate) async fn run(config: NodeConfig, raft: Raft, mut shutdown: watch::Rec
                 return;
             }
         }
-        match peers_are_fresh(&config).await {
+        match peers_are_fresh(&config, tls.as_deref()).await {
             Some(true) => {
                 match raft.initialize(config.initial_members.clone()).await {
                     Ok(()) => tracing::info!(members = config.initial_members.len(), "initialised a new cluster"),
@@ -62,14 +70,15 @@ pub(crate) async fn run(config: NodeConfig, raft: Raft, mut shutdown: watch::Rec
 /// answered and none has Raft state; `Some(false)` when one has; `None` when
 /// too few answered yet. A majority is enough: any existing cluster built from
 /// these members would show up in at least one of them.
-async fn peers_are_fresh(config: &NodeConfig) -> Option<bool> {
+async fn peers_are_fresh(config: &NodeConfig, tls: Option<&TlsState>) -> Option<bool> {
+    let material = tls.map(|t| t.material().0);
     let mut fresh = 1; // this node
     for (id, node) in &config.initial_members {
         if *id == config.id {
             continue;
         }
         let addr = config.peer_addr_overrides.get(id).unwrap_or(&node.addr);
-        match peer_has_state(addr).await {
+        match peer_has_state(addr, *id, material.as_deref()).await {
             Some(true) => return Some(false),
             Some(false) => fresh += 1,
             None => {}
@@ -79,9 +88,14 @@ async fn peers_are_fresh(config: &NodeConfig) -> Option<bool> {
 }
 
 /// Whether a peer reports Raft state; `None` if it does not answer.
-async fn peer_has_state(addr: &str) -> Option<bool> {
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect_timeout(Duration::from_secs(1));
+async fn peer_has_state(addr: &str, id: NodeId, tls: Option<&TlsMaterial>) -> Option<bool> {
+    let endpoint = match peer_endpoint(addr, id, tls, Duration::from_secs(1)) {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            tracing::warn!("cannot probe peer {id}: {e}");
+            return None;
+        }
+    };
     let channel = endpoint.connect().await.ok()?;
     let mut client = ClusterClient::new(channel);
     let mut request = tonic::Request::new(StatusRequest { include_digest: false });

@@ -50,6 +50,8 @@ pub enum ServerError {
     /// code says "permission denied"; the message names who lacks what.
     #[error("{0}")]
     PermissionDenied(String),
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 impl ServerError {
@@ -128,7 +130,7 @@ pub fn to_status(err: ServerError) -> Status {
         }
         ServerError::DataLoss { .. } => Status::data_loss(err.to_string()),
         ServerError::PermissionDenied(_) => Status::permission_denied(err.to_string()),
-        ServerError::Crypto(_) => {
+        ServerError::Crypto(_) | ServerError::Tls(_) => {
             tracing::error!(error = %err, "request failed on keys");
             Status::internal(err.to_string())
         }

@@ -15,6 +15,8 @@ use holdfast_types::Raft;
 use tokio::sync::watch;
 
 use crate::request_metrics::RequestStats;
+use crate::tls::TlsState;
+use crate::tls_accept::HandshakeStats;
 
 /// Everything a scrape reports, shared by the gRPC layer, the health task
 /// and the HTTP endpoint.
@@ -26,6 +28,8 @@ pub struct NodeMetrics {
     ready: AtomicBool,
     audit_committed: AtomicU64,
     audit_dropped: AtomicU64,
+    /// Set when the node serves TLS: failed handshakes and reloads.
+    tls: Option<(Arc<TlsState>, Arc<HandshakeStats>)>,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -35,7 +39,11 @@ impl std::fmt::Debug for NodeMetrics {
 }
 
 impl NodeMetrics {
-    pub fn new(raft: Raft, sync_latency: Arc<LatencyHistogram>) -> Arc<Self> {
+    pub fn new(
+        raft: Raft,
+        sync_latency: Arc<LatencyHistogram>,
+        tls: Option<(Arc<TlsState>, Arc<HandshakeStats>)>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             raft,
             sync_latency,
@@ -44,6 +52,7 @@ impl NodeMetrics {
             ready: AtomicBool::new(false),
             audit_committed: AtomicU64::new(0),
             audit_dropped: AtomicU64::new(0),
+            tls,
         })
     }
 
@@ -174,6 +183,26 @@ impl NodeMetrics {
         );
         histogram_header(&mut out, "holdfast_storage_fsync_seconds", "Duration of synced (fsync) storage writes");
         histogram(&mut out, "holdfast_storage_fsync_seconds", "", &self.sync_latency.snapshot());
+        if let Some((tls, handshakes)) = &self.tls {
+            counter(
+                &mut out,
+                "holdfast_tls_handshake_failures_total",
+                "Inbound TLS handshakes that failed or timed out",
+                &[("", handshakes.failed())],
+            );
+            counter(
+                &mut out,
+                "holdfast_tls_reloads_total",
+                "Times new TLS files were loaded without a restart",
+                &[("", tls.generation())],
+            );
+            counter(
+                &mut out,
+                "holdfast_tls_reload_failures_total",
+                "Reloads refused because a TLS file was unusable (the old ones stayed)",
+                &[("", tls.reloads_failed())],
+            );
+        }
         self.render_requests(&mut out);
         out
     }

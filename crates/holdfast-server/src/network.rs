@@ -17,7 +17,10 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::pki::node_identity;
+use crate::tls::{TlsMaterial, TlsState};
 
 /// Metadata naming the node a Raft RPC is meant for; a node refuses RPCs
 /// addressed to another id (a stale address now used by someone else).
@@ -26,41 +29,95 @@ pub const TARGET_NODE_METADATA: &str = "holdfast-target-node";
 /// Largest Raft message: a batch of max-size entries or a snapshot chunk.
 const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Creates per-peer clients; channels are cached by address and shared.
+/// Creates per-peer clients; channels are cached by peer and address and
+/// shared, and made anew after the node's TLS files are reloaded.
 #[derive(Clone)]
 pub struct Network {
-    channels: Arc<Mutex<BTreeMap<String, Channel>>>,
+    channels: Arc<Mutex<Channels>>,
     overrides: Arc<BTreeMap<NodeId, String>>,
     connect_timeout: Duration,
+    tls: Option<Arc<TlsState>>,
+}
+
+#[derive(Default)]
+struct Channels {
+    /// The TLS generation the cached channels were made with.
+    generation: u64,
+    by_peer: BTreeMap<(NodeId, String), Channel>,
 }
 
 impl Network {
-    pub fn new(overrides: BTreeMap<NodeId, String>, connect_timeout: Duration) -> Self {
-        Self { channels: Arc::default(), overrides: Arc::new(overrides), connect_timeout }
+    pub fn new(overrides: BTreeMap<NodeId, String>, connect_timeout: Duration, tls: Option<Arc<TlsState>>) -> Self {
+        Self { channels: Arc::default(), overrides: Arc::new(overrides), connect_timeout, tls }
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
+    fn tls_generation(&self) -> u64 {
+        self.tls.as_ref().map_or(0, |t| t.generation())
+    }
+
+    fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, String> {
+        let material = self.tls.as_ref().map(|t| t.material());
+        let generation = material.as_ref().map_or(0, |(_, g)| *g);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(ch) = channels.get(addr) {
+        if channels.generation != generation {
+            // Connections already open stay open; these channels would
+            // reconnect with the old certificates.
+            channels.by_peer.clear();
+            channels.generation = generation;
+        }
+        let key = (target, addr.to_string());
+        if let Some(ch) = channels.by_peer.get(&key) {
             return Ok(ch.clone());
         }
-        let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
-        let endpoint = Endpoint::from_shared(uri)
-            .map_err(|e| format!("bad peer address {addr}: {e}"))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
+        let endpoint = peer_endpoint(addr, target, material.as_ref().map(|(m, _)| &**m), self.connect_timeout)?
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_while_idle(true);
         let channel = endpoint.connect_lazy();
-        channels.insert(addr.to_string(), channel.clone());
+        channels.by_peer.insert(key, channel.clone());
         Ok(channel)
     }
+
+    fn client(&self, target: NodeId, addr: &str) -> Result<RaftClient<Channel>, String> {
+        self.channel(target, addr).map(|ch| {
+            RaftClient::new(ch)
+                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+        })
+    }
+}
+
+/// An endpoint for peer `target` at `addr`. With TLS the node dials with
+/// its own certificate and accepts only a server certificate for
+/// `node-<target>`, whatever address (a proxy, an override) it dials.
+pub(crate) fn peer_endpoint(
+    addr: &str,
+    target: NodeId,
+    tls: Option<&TlsMaterial>,
+    connect_timeout: Duration,
+) -> Result<Endpoint, String> {
+    let authority = addr.split_once("://").map_or(addr, |(_, rest)| rest);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{authority}"))
+        .map_err(|e| format!("bad peer address {addr}: {e}"))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true);
+    if let Some(material) = tls {
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&material.ca_pem))
+            .identity(Identity::from_pem(&material.cert_pem, &material.key_pem))
+            .domain_name(node_identity(target));
+        endpoint = endpoint.tls_config(config).map_err(|e| format!("TLS for peer {target} at {addr}: {e}"))?;
+    }
+    Ok(endpoint)
 }
 
 /// The connection to one peer.
 pub struct PeerClient {
+    network: Network,
     target: NodeId,
     addr: String,
+    /// The TLS generation `client` was made with.
+    generation: u64,
     client: Result<RaftClient<Channel>, String>,
 }
 
@@ -69,12 +126,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
         let addr = self.overrides.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
-        let client = self.channel(&addr).map(|ch| {
-            RaftClient::new(ch)
-                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-        });
-        PeerClient { target, addr, client }
+        let generation = self.tls_generation();
+        let client = self.client(target, &addr);
+        PeerClient { network: self.clone(), target, addr, generation, client }
     }
 }
 
@@ -127,6 +181,11 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: DeserializeOwned,
     {
+        let generation = self.network.tls_generation();
+        if generation != self.generation {
+            self.client = self.network.client(self.target, &self.addr);
+            self.generation = generation;
+        }
         let mut client = self.client.clone().map_err(CallError::Unreachable)?;
         let payload = encode(req).map_err(|e| CallError::Network(e.to_string()))?;
         let mut request = tonic::Request::new(RaftMessage { payload });

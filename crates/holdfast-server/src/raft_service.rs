@@ -1,5 +1,6 @@
 //! The receiving side of Raft traffic: the internal `holdfast.v1.Raft` gRPC
-//! service handing peer messages to openraft.
+//! service handing peer messages to openraft. Over TLS, only members'
+//! node certificates may speak Raft.
 
 use holdfast_proto::v1::raft_server::Raft as RaftRpc;
 use holdfast_proto::v1::RaftMessage;
@@ -10,21 +11,48 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::identity::{node_id_of, peer_identity};
 use crate::network::TARGET_NODE_METADATA;
 
 /// Serves Raft RPCs for one node.
 pub struct RaftService {
     id: NodeId,
     raft: Raft,
+    /// Whether callers present certificates, whose identity is then checked.
+    tls: bool,
 }
 
 impl RaftService {
-    pub fn new(id: NodeId, raft: Raft) -> Self {
-        Self { id, raft }
+    pub fn new(id: NodeId, raft: Raft, tls: bool) -> Self {
+        Self { id, raft, tls }
     }
 
-    /// Decodes a peer message, refusing one addressed to another node id.
+    /// Refuses a caller that is not a node of this node's membership
+    /// (voter or learner). A node with no membership yet (fresh, or not yet
+    /// added as a learner) cannot know its peers and accepts any node.
+    fn check_caller<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if !self.tls {
+            return Ok(());
+        }
+        let Some(identity) = peer_identity(request) else {
+            return Err(Status::permission_denied("raft calls need a node certificate; the caller presented none"));
+        };
+        let Some(caller) = node_id_of(&identity) else {
+            return Err(Status::permission_denied(format!("identity '{identity}' is not a node certificate")));
+        };
+        let members: Vec<NodeId> =
+            self.raft.metrics().borrow().membership_config.membership().nodes().map(|(id, _)| *id).collect();
+        if members.is_empty() || members.contains(&caller) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!("{identity} is not a member of this node's cluster")))
+        }
+    }
+
+    /// Decodes a peer message, refusing one from a non-member or one
+    /// addressed to another node id.
     fn open<T: DeserializeOwned>(&self, request: Request<RaftMessage>) -> Result<T, Status> {
+        self.check_caller(&request)?;
         if let Some(target) = request.metadata().get(TARGET_NODE_METADATA) {
             let target = target.to_str().ok().and_then(|t| t.parse::<NodeId>().ok());
             if target != Some(self.id) {

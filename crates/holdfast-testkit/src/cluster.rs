@@ -1,6 +1,8 @@
 //! An in-process cluster of real nodes: each has its own RocksDB directory
 //! and its own gRPC listener on 127.0.0.1 port 0; nodes can be stopped and
-//! started again on the same address and data.
+//! started again on the same address and data. With TLS on, the cluster
+//! makes a CA and node certificates in its temp dir and nodes speak mutual
+//! TLS to each other and to clients.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,12 +11,14 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use holdfast_client::{Client, ClientBuilder, ClientTls};
 use holdfast_crypto::MasterKey;
-use holdfast_server::{Node, NodeConfig, RaftTimings};
+use holdfast_server::{Node, NodeConfig, RaftTimings, TLS_RELOAD_INTERVAL_MS_DEFAULT};
 use holdfast_types::{Jurisdiction, NodeId, NodeInfo, Placement};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
+use crate::certs::{ClusterPki, ADMIN_IDENTITY};
 use crate::wait::wait_until;
 
 /// A placement in `region`, domestic unless the region starts with `eu-`.
@@ -45,6 +49,7 @@ struct Slot {
 pub struct TestCluster {
     dir: TempDir,
     slots: BTreeMap<NodeId, Slot>,
+    pki: Option<ClusterPki>,
 }
 
 impl TestCluster {
@@ -55,8 +60,19 @@ impl TestCluster {
 
     /// Like [`TestCluster::start`], letting the caller adjust each config.
     pub async fn start_with(regions: &[&str], adjust: impl Fn(&mut NodeConfig)) -> anyhow::Result<Self> {
+        Self::start_inner(regions, false, adjust).await
+    }
+
+    /// Like [`TestCluster::start_with`], with mutual TLS: certificates are
+    /// made under `<root>/pki` and every node gets its own.
+    pub async fn start_tls_with(regions: &[&str], adjust: impl Fn(&mut NodeConfig)) -> anyhow::Result<Self> {
+        Self::start_inner(regions, true, adjust).await
+    }
+
+    async fn start_inner(regions: &[&str], tls: bool, adjust: impl Fn(&mut NodeConfig)) -> anyhow::Result<Self> {
         crate::init_logging();
         let dir = tempfile::tempdir()?;
+        let pki = if tls { Some(ClusterPki::open_or_create(&dir.path().join("pki"))?) } else { None };
         let mut listeners = BTreeMap::new();
         let mut members = BTreeMap::new();
         for (i, region) in regions.iter().enumerate() {
@@ -82,16 +98,40 @@ impl TestCluster {
                 raft: test_timings(),
                 unsafe_local_reads: false,
                 metrics_listen: None,
-                admins: Default::default(),
+                // The harness's `admin` certificate administers a TLS cluster.
+                admins: if tls { [ADMIN_IDENTITY.to_string()].into() } else { Default::default() },
                 audit: Default::default(),
                 master_key: master_key.clone(),
+                tls: pki.as_ref().map(|p| p.node_files(id)).transpose()?,
+                tls_reload_interval_ms: TLS_RELOAD_INTERVAL_MS_DEFAULT,
             };
             adjust(&mut config);
             let addr = listener.local_addr()?;
             let node = Node::start(config.clone(), listener).await?;
             slots.insert(id, Slot { config, addr, node: Some(node) });
         }
-        Ok(Self { dir, slots })
+        Ok(Self { dir, slots, pki })
+    }
+
+    /// The cluster's certificates, when it runs TLS.
+    pub fn pki(&self) -> Option<&ClusterPki> {
+        self.pki.as_ref()
+    }
+
+    /// TLS material for client `identity`, issued on first use; `None`
+    /// when the cluster runs plaintext.
+    pub fn client_tls(&self, identity: &str) -> anyhow::Result<Option<ClientTls>> {
+        self.pki.as_ref().map(|p| p.client_tls(identity)).transpose()
+    }
+
+    /// A client builder for every endpoint, with the `admin` certificate
+    /// when the cluster runs TLS.
+    pub fn client_builder(&self) -> anyhow::Result<ClientBuilder> {
+        let builder = Client::builder(self.endpoints()).timeout(Duration::from_secs(5));
+        Ok(match self.client_tls(ADMIN_IDENTITY)? {
+            Some(tls) => builder.tls(tls),
+            None => builder,
+        })
     }
 
     /// Client endpoints of every node, running or not.

@@ -2,10 +2,12 @@
 //! with its own RocksDB in a temp dir, and waits on conditions instead of
 //! sleeps.
 
+pub mod certs;
 mod cluster;
 pub mod process;
 mod wait;
 
+pub use certs::{ClusterPki, ADMIN_IDENTITY};
 pub use cluster::{placement, TestCluster};
 
 pub use wait::wait_until;

@@ -1,6 +1,10 @@
 //! A cluster of real `holdfast serve` processes on loopback: config files,
 //! data dirs and logs under one root, with kill -9, SIGTERM, SIGSTOP/SIGCONT
 //! and restart. Used by `holdfast demo`, the chaos harness and binary tests.
+//!
+//! Nodes run mutual TLS unless a node's options opt out: the cluster makes a
+//! CA and certificates under `<root>/pki` (reused if present) and hands out
+//! client certificates for any identity.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,12 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use holdfast_client::{Client, ClientBuilder, ClientTls};
 use holdfast_proto::v1::cluster_client::ClusterClient;
 use holdfast_proto::v1::StatusRequest;
 use holdfast_types::{Jurisdiction, NodeId, Placement};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::certs::{ClusterPki, ADMIN_IDENTITY};
 use crate::wait::wait_until;
 
 /// One node of a process cluster: its id and placement.
@@ -55,6 +61,12 @@ pub struct NodeOptions {
     pub extra_toml: String,
     /// Store plaintext instead of sealing (controls only).
     pub insecure_plaintext: bool,
+    /// Serve and dial plaintext gRPC instead of mutual TLS (to measure what
+    /// TLS costs, or to test plaintext behaviour).
+    pub insecure_transport: bool,
+    /// `[access] audit` mode (`strict` when `None`), to measure what the
+    /// audit trail costs.
+    pub audit: Option<String>,
 }
 
 /// A running or stopped node process.
@@ -80,6 +92,10 @@ pub struct ProcessCluster {
     binary: PathBuf,
     root: PathBuf,
     nodes: BTreeMap<NodeId, ProcessNode>,
+    /// The cluster's certificates; `None` when it runs plaintext.
+    pki: Option<ClusterPki>,
+    /// The `admin` client's TLS material, when the cluster runs TLS.
+    client_tls: Option<ClientTls>,
 }
 
 /// Picks a free loopback port by binding port 0 and releasing it.
@@ -133,7 +149,11 @@ impl ProcessCluster {
                 placement_toml(&s.placement)
             )?;
         }
-        let mut cluster = Self { binary: binary.to_path_buf(), root: root.to_path_buf(), nodes: BTreeMap::new() };
+        let tls = specs.iter().any(|s| !options(s.id).insecure_transport);
+        let pki = if tls { Some(ClusterPki::open_or_create(&root.join("pki"))?) } else { None };
+        let client_tls = pki.as_ref().map(|p| p.client_tls(ADMIN_IDENTITY)).transpose()?;
+        let mut cluster =
+            Self { binary: binary.to_path_buf(), root: root.to_path_buf(), nodes: BTreeMap::new(), pki, client_tls };
         for s in specs {
             cluster.write_node(s, &addrs[&s.id], &options(s.id), &members)?;
         }
@@ -177,7 +197,28 @@ impl ProcessCluster {
         } else {
             text.push_str(&format!("key_file = {:?}\n", key_path.display().to_string()));
         }
+        let tls = match (&self.pki, opts.insecure_transport) {
+            (Some(pki), false) => Some(pki.node_files(s.id)?),
+            _ => {
+                text.push_str("insecure_transport = true\n");
+                None
+            }
+        };
         text.push_str(&opts.extra_toml);
+        if let Some(files) = tls {
+            write!(
+                text,
+                "\n[tls]\nca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+                files.ca.display().to_string(),
+                files.cert.display().to_string(),
+                files.key.display().to_string()
+            )?;
+        }
+        // The harness's own `admin` certificate administers the cluster.
+        write!(text, "\n[access]\nadmins = [{:?}]\n", crate::certs::ADMIN_IDENTITY)?;
+        if let Some(audit) = &opts.audit {
+            writeln!(text, "audit = {audit:?}")?;
+        }
         text.push_str(members);
         std::fs::write(&config_path, text)?;
         let log_path = self.root.join(format!("n{}.log", s.id));
@@ -200,6 +241,35 @@ impl ProcessCluster {
 
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.values().map(|n| n.addr.clone()).collect()
+    }
+
+    /// The `admin` client's TLS material; `None` when the cluster runs
+    /// plaintext.
+    pub fn client_tls(&self) -> Option<&ClientTls> {
+        self.client_tls.as_ref()
+    }
+
+    /// TLS material for a client with certificate identity `identity`
+    /// (`CN=<identity>`), issued by the cluster's CA on first use and kept
+    /// in `<root>/pki/<identity>.pem/.key`.
+    pub fn client_cert(&self, identity: &str) -> anyhow::Result<ClientTls> {
+        let pki = self.pki.as_ref().ok_or_else(|| anyhow::anyhow!("this cluster runs without TLS"))?;
+        pki.client_tls(identity)
+    }
+
+    /// The certificate directory (CA, nodes, clients), when TLS is on.
+    pub fn pki(&self) -> Option<&ClusterPki> {
+        self.pki.as_ref()
+    }
+
+    /// A client builder for every endpoint, with the `admin` certificate
+    /// when the cluster runs TLS.
+    pub fn client_builder(&self) -> ClientBuilder {
+        let builder = Client::builder(self.endpoints());
+        match &self.client_tls {
+            Some(tls) => builder.tls(tls.clone()),
+            None => builder,
+        }
     }
 
     /// Starts a node's process (its output goes to its log file).
@@ -286,7 +356,7 @@ impl ProcessCluster {
         wait_until("a running leader all running nodes agree on", timeout, || async {
             let mut leader = None;
             for addr in running.values() {
-                let status = status_of(addr).await?;
+                let status = status_of(addr, self.client_tls.as_ref()).await?;
                 if status.leader_id == 0 || leader.is_some_and(|l| l != status.leader_id) {
                     return None;
                 }
@@ -322,21 +392,31 @@ impl Drop for ProcessCluster {
 }
 
 /// A node's status over gRPC (without the state digest), or `None` if it
-/// does not answer in time.
-pub async fn status_of(addr: &str) -> Option<holdfast_proto::v1::StatusResponse> {
-    fetch_status(addr, false).await
+/// does not answer in time. `tls`: the client material when nodes run TLS.
+pub async fn status_of(addr: &str, tls: Option<&ClientTls>) -> Option<holdfast_proto::v1::StatusResponse> {
+    fetch_status(addr, tls, false).await
 }
 
 /// Like [`status_of`], with the state digest (a full scan on the node), for
 /// convergence checks.
-pub async fn status_with_digest(addr: &str) -> Option<holdfast_proto::v1::StatusResponse> {
-    fetch_status(addr, true).await
+pub async fn status_with_digest(addr: &str, tls: Option<&ClientTls>) -> Option<holdfast_proto::v1::StatusResponse> {
+    fetch_status(addr, tls, true).await
 }
 
-async fn fetch_status(addr: &str, include_digest: bool) -> Option<holdfast_proto::v1::StatusResponse> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_millis(500));
+/// A tonic endpoint for one node, over TLS when `tls` is given.
+pub fn node_endpoint(addr: &str, tls: Option<&ClientTls>) -> anyhow::Result<tonic::transport::Endpoint> {
+    Ok(match tls {
+        Some(tls) => tls.endpoint(addr)?,
+        None => tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?,
+    })
+}
+
+async fn fetch_status(
+    addr: &str,
+    tls: Option<&ClientTls>,
+    include_digest: bool,
+) -> Option<holdfast_proto::v1::StatusResponse> {
+    let endpoint = node_endpoint(addr, tls).ok()?.connect_timeout(Duration::from_millis(500));
     let channel = endpoint.connect().await.ok()?;
     let mut request = tonic::Request::new(StatusRequest { include_digest });
     request.set_timeout(Duration::from_secs(2));
@@ -376,6 +456,11 @@ mod tests {
         assert!(original.contains("[[initial_members]]"));
         assert!(!joined.contains("initial_members"), "a joining node must not bootstrap:\n{joined}");
         assert!(joined.contains("master.key"));
+        assert!(joined.contains("[tls]") && joined.contains("node-6.pem"), "TLS by default:\n{joined}");
         assert_eq!(cluster.endpoints().len(), 6);
+        assert!(cluster.client_tls().is_some());
+        let auditor = cluster.client_cert("auditor").expect("auditor cert");
+        assert_ne!(Some(&auditor), cluster.client_tls());
+        assert!(root.join("pki/auditor.key").exists());
     }
 }

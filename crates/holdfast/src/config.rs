@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use holdfast_crypto::MasterKey;
-use holdfast_server::{AuditMode, NodeConfig, RaftTimings};
+use holdfast_server::{AuditMode, NodeConfig, RaftTimings, TlsFiles};
 use holdfast_types::{Jurisdiction, NodeId, NodeInfo, Placement};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +55,13 @@ pub struct FileConfig {
     /// Access control and the access audit trail.
     #[serde(default)]
     pub access: FileAccess,
+    /// Mutual TLS for all gRPC traffic. Required unless `insecure_transport`.
+    #[serde(default)]
+    pub tls: Option<FileTls>,
+    /// Serve and dial plaintext gRPC: no TLS, no caller identities. For
+    /// tests and measurements only.
+    #[serde(default)]
+    pub insecure_transport: bool,
 }
 
 /// The `[access]` table.
@@ -70,6 +77,25 @@ pub struct FileAccess {
     /// committed), `best-effort`, or `off`.
     #[serde(default)]
     pub audit: Option<String>,
+}
+
+/// The `[tls]` table: PEM files, reloaded when they change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    /// CA certificates that peers' and clients' certificates must chain to
+    /// (several during a CA rotation).
+    pub ca_file: PathBuf,
+    /// This node's certificate, `CN=node-<id>` (`holdfast certs node`).
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// How often the files are checked for changes; SIGHUP reloads at once.
+    #[serde(default = "default_reload_interval_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_reload_interval_ms() -> u64 {
+    holdfast_server::TLS_RELOAD_INTERVAL_MS_DEFAULT
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,6 +201,20 @@ impl FileConfig {
         }
     }
 
+    /// The TLS files, if the config names them.
+    fn tls(&self) -> anyhow::Result<Option<TlsFiles>> {
+        match (&self.tls, self.insecure_transport) {
+            (Some(_), true) => anyhow::bail!("set either [tls] or insecure_transport, not both"),
+            (None, false) => anyhow::bail!(
+                "a [tls] table (ca_file, cert_file, key_file) is required: nodes and clients authenticate with certificates (insecure_transport = true disables TLS, for tests only)"
+            ),
+            (None, true) => Ok(None),
+            (Some(t), false) => {
+                Ok(Some(TlsFiles { ca: t.ca_file.clone(), cert: t.cert_file.clone(), key: t.key_file.clone() }))
+            }
+        }
+    }
+
     /// The library config this file describes, validated.
     pub fn to_node_config(&self) -> anyhow::Result<NodeConfig> {
         let mut overrides = BTreeMap::new();
@@ -213,6 +253,8 @@ impl FileConfig {
                     format!("access.audit = {mode:?} is not one of \"strict\", \"best-effort\", \"off\"")
                 })?,
             },
+            tls: self.tls()?,
+            tls_reload_interval_ms: self.tls.as_ref().map_or_else(default_reload_interval_ms, |t| t.reload_interval_ms),
         };
         config.validate().context("invalid config")?;
         Ok(config)
@@ -228,6 +270,7 @@ id = 1
 listen = "127.0.0.1:7001"
 data_dir = "/tmp/n1"
 insecure_plaintext = true
+insecure_transport = true
 
 [placement]
 region = "ua-kyiv"
@@ -250,5 +293,23 @@ placement = { region = "ua-kyiv" }
         let no_region = EXAMPLE.replace("region = \"ua-kyiv\"\njurisdiction", "region = \"\"\njurisdiction");
         let file: FileConfig = toml::from_str(&no_region).unwrap();
         assert!(file.to_node_config().is_err());
+    }
+
+    #[test]
+    fn transport_must_be_chosen() {
+        let neither = EXAMPLE.replace("insecure_transport = true\n", "");
+        let err = toml::from_str::<FileConfig>(&neither).unwrap().to_node_config().unwrap_err().to_string();
+        assert!(err.contains("[tls]") && err.contains("insecure_transport"), "{err}");
+        let tls = format!(
+            "{neither}\n[tls]\nca_file = \"/etc/ca.pem\"\ncert_file = \"/etc/n1.pem\"\nkey_file = \"/etc/n1.key\"\n"
+        );
+        let file: FileConfig = toml::from_str(&tls).unwrap();
+        let config = file.to_node_config().unwrap();
+        let files = config.tls.expect("tls");
+        assert_eq!(files.cert, PathBuf::from("/etc/n1.pem"));
+        assert_eq!(config.tls_reload_interval_ms, holdfast_server::TLS_RELOAD_INTERVAL_MS_DEFAULT);
+        let both = format!("insecure_transport = true\n{tls}");
+        let err = toml::from_str::<FileConfig>(&both).unwrap().to_node_config().unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
     }
 }

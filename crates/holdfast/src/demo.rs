@@ -1,5 +1,6 @@
 //! `holdfast demo`: the reference topology (5 voters in 4 regions) as child
-//! processes on loopback, with sample records, until Ctrl-C.
+//! processes on loopback over mutual TLS, with sample records and client
+//! certificates for a few service identities, until Ctrl-C.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +11,9 @@ use serde::Serialize;
 
 /// How long the demo waits for the cluster to elect its first leader.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Client certificates the demo issues, one per kind of caller.
+const CLIENT_IDENTITIES: &[&str] = &["admin", "population-service", "passport-service", "auditor"];
 
 const SAMPLES: &[(&str, &str, &str)] = &[
     ("population", "UA-0000001", r#"{"name":"Olena Kovalenko","born":"1987-03-14","oblast":"Kyiv"}"#),
@@ -44,6 +48,9 @@ pub async fn run(data_dir: Option<PathBuf>, base_port: u16) -> anyhow::Result<()
     let binary = std::env::current_exe().context("cannot locate the holdfast binary")?;
     let specs = reference_topology();
     let mut cluster = ProcessCluster::configure(&binary, &root, &specs, Some(base_port), |_| NodeOptions::default())?;
+    for identity in CLIENT_IDENTITIES {
+        cluster.client_cert(identity)?;
+    }
     cluster.start_all()?;
     println!("holdfast demo: starting 5 nodes in 4 regions; data, configs and logs in {}", root.display());
     let leader = match cluster.wait_for_leader(LEADER_TIMEOUT).await {
@@ -54,7 +61,7 @@ pub async fn run(data_dir: Option<PathBuf>, base_port: u16) -> anyhow::Result<()
         }
     };
     let endpoints = cluster.endpoints();
-    load_samples(&endpoints).await.context("loading sample records")?;
+    load_samples(cluster.client_builder()).await.context("loading sample records")?;
 
     let nodes: Vec<NodeEntry> = cluster
         .nodes()
@@ -87,8 +94,21 @@ pub async fn run(data_dir: Option<PathBuf>, base_port: u16) -> anyhow::Result<()
     Ok(())
 }
 
-async fn load_samples(endpoints: &[String]) -> anyhow::Result<()> {
-    let client = holdfast_client::Client::connect(endpoints.to_vec())?;
+/// Who may do what in the demo: each service its own registry, the auditor
+/// the trail of both; `admin` administers the cluster by node config.
+const DEMO_GRANTS: &[(&str, &str, &[&str])] = &[
+    ("population-service", "population", &["read", "write"]),
+    ("passport-service", "passports", &["read", "write"]),
+    ("passport-service", "population", &["read"]),
+    ("auditor", "population", &["audit"]),
+    ("auditor", "passports", &["audit"]),
+];
+
+async fn load_samples(builder: holdfast_client::ClientBuilder) -> anyhow::Result<()> {
+    let client = builder.build()?;
+    for (identity, registry, permissions) in DEMO_GRANTS {
+        client.grant(identity, registry, permissions).await?;
+    }
     for (registry, id, value) in SAMPLES {
         let options = holdfast_client::WriteOptions {
             actor: "demo-loader".into(),
@@ -116,17 +136,25 @@ fn print_tour(endpoints: &[String], file: &ClusterFile) {
     println!();
     println!("Loaded {} sample records into 'population' and 'passports'. Try:", SAMPLES.len());
     println!();
+    let pki = format!("{}/pki", file.data_dir);
     println!("  export HOLDFAST_ENDPOINTS={}", endpoints.join(","));
+    println!("  export HOLDFAST_CACERT={pki}/ca.pem HOLDFAST_CERT={pki}/admin.pem HOLDFAST_KEY={pki}/admin.key");
     println!("  holdfastctl endpoint status");
     println!("  holdfastctl member list");
     println!("  holdfastctl get population UA-0000001");
     println!("  holdfastctl put population UA-0000004 '{{\"name\":\"Mykola Hnatiuk\"}}' --reason 'birth registered'");
     println!("  holdfastctl history population UA-0000001");
     println!("  holdfastctl scan passports");
+    println!("  holdfastctl access list");
+    println!("  holdfastctl audit who-read population UA-0000001");
     println!();
     println!("  kill -9 {}          # kill a node: the others keep serving", pid(3));
     println!("  kill -9 {} {}   # lose the whole ua-kyiv region: still writable", pid(1), pid(2));
     println!();
     println!("Records are sealed under the master key in {}/master.key (generated for this demo).", file.data_dir);
+    println!("All traffic is mutual TLS. Certificates for {} are in {pki};", CLIENT_IDENTITIES.join(", "));
+    println!("  as another identity (refused: the auditor may read the trail, not the record):");
+    println!("    holdfastctl --cert {pki}/auditor.pem --key {pki}/auditor.key get population UA-0000001");
+    println!("    holdfastctl --cert {pki}/auditor.pem --key {pki}/auditor.key audit who-read population UA-0000001");
     println!("cluster.json is in {}. Press Ctrl-C to stop the cluster.", file.data_dir);
 }

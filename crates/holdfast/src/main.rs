@@ -1,6 +1,8 @@
 //! The holdfast node binary: `holdfast serve` runs one node from a config
-//! file; `holdfast demo` runs the reference multi-region cluster locally.
+//! file; `holdfast demo` runs the reference multi-region cluster locally;
+//! `holdfast certs` makes the cluster's certificates.
 
+mod certs;
 mod config;
 mod demo;
 mod logging;
@@ -27,6 +29,9 @@ struct Cli {
 enum Cmd {
     /// Run one node from a config file (env and flags override the file).
     Serve(serve::ServeArgs),
+    /// Make a cluster CA and issue node and client certificates.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Exit 0 if a node reports a service SERVING on the gRPC health service
     /// (for container health checks).
     Probe(probe::ProbeArgs),
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
         match cli.command {
             Cmd::Serve(args) => serve::run(args).await,
             Cmd::Probe(args) => probe::run(args).await,
+            Cmd::Certs(command) => certs::run(command),
             Cmd::Demo { data_dir, base_port } => demo::run(data_dir, base_port).await,
         }
     });

@@ -2,10 +2,12 @@
 //! service is SERVING, exiting 0 if so. Container health checks and systemd
 //! use it, so the image needs no grpcurl.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use holdfast_client::ClientTls;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -23,13 +25,25 @@ pub struct ProbeArgs {
     /// asks liveness only.
     #[arg(long, default_value = "holdfast.v1.Registry")]
     service: String,
+    /// CA bundle to verify the node with; with --cert and --key, probes over TLS.
+    #[arg(long, env = "HOLDFAST_CACERT")]
+    cacert: Option<PathBuf>,
+    /// Certificate to present (a node's own certificate will do).
+    #[arg(long, env = "HOLDFAST_CERT")]
+    cert: Option<PathBuf>,
+    /// Key of --cert.
+    #[arg(long, env = "HOLDFAST_KEY")]
+    key: Option<PathBuf>,
 }
 
 pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", args.addr))
-        .with_context(|| format!("bad address {:?}", args.addr))?
-        .connect_timeout(PROBE_TIMEOUT)
-        .timeout(PROBE_TIMEOUT);
+    let endpoint = match (&args.cacert, &args.cert, &args.key) {
+        (Some(ca), Some(cert), Some(key)) => ClientTls::from_files(ca, cert, key)?.endpoint(&args.addr)?,
+        (None, None, None) => tonic::transport::Endpoint::from_shared(format!("http://{}", args.addr))
+            .with_context(|| format!("bad address {:?}", args.addr))?,
+        _ => anyhow::bail!("give all of --cacert, --cert and --key, or none"),
+    };
+    let endpoint = endpoint.connect_timeout(PROBE_TIMEOUT).timeout(PROBE_TIMEOUT);
     let channel = endpoint.connect().await.with_context(|| format!("cannot reach {}", args.addr))?;
     let response = HealthClient::new(channel)
         .check(HealthCheckRequest { service: args.service.clone() })

@@ -1,5 +1,5 @@
 //! `holdfast serve`: load the config, bind, run the node until SIGTERM or
-//! Ctrl-C, then drain and exit 0.
+//! Ctrl-C, then drain and exit 0. SIGHUP reloads the TLS files at once.
 
 use std::path::PathBuf;
 
@@ -9,7 +9,7 @@ use holdfast_server::Node;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::FileConfig;
+use crate::config::{FileConfig, FileTls};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -37,10 +37,46 @@ pub struct ServeArgs {
     /// Tracing filter, e.g. `info`.
     #[arg(long, env = "HOLDFAST_LOG_LEVEL")]
     log_level: Option<String>,
+    /// Override `[tls] ca_file` (with the other two, stands in for the table).
+    #[arg(long, env = "HOLDFAST_TLS_CA_FILE")]
+    tls_ca_file: Option<PathBuf>,
+    /// Override `[tls] cert_file`.
+    #[arg(long, env = "HOLDFAST_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// Override `[tls] key_file`.
+    #[arg(long, env = "HOLDFAST_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
+}
+
+/// Applies the TLS file flags to the `[tls]` table, making one when all
+/// three are given.
+fn override_tls(file: &mut FileConfig, args: &ServeArgs) -> anyhow::Result<()> {
+    let (ca, cert, key) = (args.tls_ca_file.clone(), args.tls_cert_file.clone(), args.tls_key_file.clone());
+    match &mut file.tls {
+        Some(tls) => {
+            tls.ca_file = ca.unwrap_or_else(|| tls.ca_file.clone());
+            tls.cert_file = cert.unwrap_or_else(|| tls.cert_file.clone());
+            tls.key_file = key.unwrap_or_else(|| tls.key_file.clone());
+        }
+        None => match (ca, cert, key) {
+            (None, None, None) => {}
+            (Some(ca_file), Some(cert_file), Some(key_file)) => {
+                file.tls = Some(FileTls {
+                    ca_file,
+                    cert_file,
+                    key_file,
+                    reload_interval_ms: holdfast_server::TLS_RELOAD_INTERVAL_MS_DEFAULT,
+                });
+            }
+            _ => anyhow::bail!("without a [tls] table, give all of --tls-ca-file, --tls-cert-file and --tls-key-file"),
+        },
+    }
+    Ok(())
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut file = FileConfig::load(&args.config)?;
+    override_tls(&mut file, &args)?;
     if let Some(id) = args.id {
         file.id = id;
     }
@@ -67,10 +103,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(&file.listen).await.with_context(|| format!("cannot listen on {}", file.listen))?;
     let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let node = Node::start(config, listener).await?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: draining"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: draining");
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupt: draining");
+                break;
+            }
+            _ = hangup.recv() => match node.reload_tls().await {
+                Ok(true) => tracing::info!("SIGHUP: TLS files reloaded; new connections use them"),
+                Ok(false) => tracing::info!("SIGHUP: this node runs without TLS; nothing to reload"),
+                Err(e) => tracing::error!("SIGHUP: {e}; keeping the current certificates"),
+            },
+        }
     }
     node.shutdown().await?;
     tracing::info!("stopped cleanly");

@@ -1,5 +1,6 @@
 //! The command line: every command, flag and environment variable of holdfastctl.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
@@ -43,6 +44,19 @@ pub struct Cli {
     /// Time allowed for a membership change (a learner catching up can be slow).
     #[arg(long, env = "HOLDFAST_MEMBERSHIP_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true, help_heading = "Global options")]
     pub membership_timeout: Duration,
+
+    /// CA bundle to verify nodes with (PEM). With --cert and --key, every
+    /// call is mutual TLS.
+    #[arg(long, env = "HOLDFAST_CACERT", global = true, help_heading = "Global options")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate to present (PEM); its subject names the caller.
+    #[arg(long, env = "HOLDFAST_CERT", global = true, help_heading = "Global options")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key of --cert (PEM).
+    #[arg(long, env = "HOLDFAST_KEY", global = true, help_heading = "Global options")]
+    pub key: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,

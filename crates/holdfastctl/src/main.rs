@@ -10,7 +10,7 @@ mod records;
 use std::process::ExitCode;
 
 use clap::Parser;
-use holdfast_client::Client;
+use holdfast_client::{Client, ClientTls};
 
 use crate::cli::{Cli, Command, EndpointCommand};
 
@@ -28,11 +28,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::builder(cli.endpoints)
+    let mut builder = Client::builder(cli.endpoints)
         .timeout(cli.timeout)
         .max_retries(cli.max_retries)
-        .membership_timeout(cli.membership_timeout)
-        .build()?;
+        .membership_timeout(cli.membership_timeout);
+    match (&cli.cacert, &cli.cert, &cli.key) {
+        (Some(ca), Some(cert), Some(key)) => builder = builder.tls(ClientTls::from_files(ca, cert, key)?),
+        (None, None, None) => {}
+        _ => anyhow::bail!(
+            "give all of --cacert, --cert and --key (or HOLDFAST_CACERT, HOLDFAST_CERT, HOLDFAST_KEY), or none for plaintext"
+        ),
+    }
+    let client = builder.build()?;
     let out = cli.write_out;
     match cli.command {
         Command::Put(args) => records::put(&client, args, out).await,

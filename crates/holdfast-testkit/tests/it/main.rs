@@ -7,7 +7,9 @@ mod t30_requests;
 mod t40_topology;
 mod t50_health;
 mod t60_keys;
-mod t70_audit;
+mod t70_tls;
+mod t80_audit;
+mod t90_access;
 
 use std::time::Duration;
 

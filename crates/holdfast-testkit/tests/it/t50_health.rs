@@ -23,7 +23,7 @@ async fn health(addr: &str, service: &str) -> Option<ServingStatus> {
 }
 
 /// One raw HTTP/1.1 exchange; returns the whole response.
-async fn http(addr: std::net::SocketAddr, request: &[u8]) -> anyhow::Result<String> {
+pub(crate) async fn http(addr: std::net::SocketAddr, request: &[u8]) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.write_all(request).await?;
     let mut response = String::new();
@@ -32,7 +32,7 @@ async fn http(addr: std::net::SocketAddr, request: &[u8]) -> anyhow::Result<Stri
 }
 
 /// The value of an unlabelled (or exactly labelled) sample, if present.
-fn sample(body: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(body: &str, series: &str) -> Option<f64> {
     body.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 

@@ -4,3 +4,4 @@
 mod t10_processes;
 mod t20_ctl;
 mod t30_encryption;
+mod t40_certs;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use holdfast_client::{Client, ReadOptions, WriteOptions};
+use holdfast_client::{ReadOptions, WriteOptions};
 use holdfast_testkit::process::{reference_topology, workspace_binary, NodeOptions, ProcessCluster};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,7 +21,7 @@ async fn reference_cluster_survives_kill_of_leader_and_term_drains() -> anyhow::
         ProcessCluster::configure(&holdfast(), dir.path(), &reference_topology(), None, |_| NodeOptions::default())?;
     cluster.start_all()?;
     let leader = cluster.wait_for_leader(TIMEOUT).await?;
-    let client = Client::builder(cluster.endpoints()).timeout(Duration::from_secs(5)).build()?;
+    let client = cluster.client_builder().timeout(Duration::from_secs(5)).build()?;
     let opts = || WriteOptions { reason: "test".into(), ..Default::default() };
     let before = client.put("population", "UA-1", "before", opts()).await?;
 
@@ -39,7 +39,7 @@ async fn reference_cluster_survives_kill_of_leader_and_term_drains() -> anyhow::
     cluster.start(follower)?;
     let endpoint = cluster.node(follower).map(|n| n.addr.clone()).unwrap_or_default();
     holdfast_testkit::wait_until("the restarted node to catch up", TIMEOUT, || async {
-        let status = holdfast_testkit::process::status_of(&endpoint).await?;
+        let status = holdfast_testkit::process::status_of(&endpoint, cluster.client_tls()).await?;
         (status.applied_revision >= after.revision).then_some(())
     })
     .await?;
@@ -69,6 +69,19 @@ fn bad_config_exits_non_zero_with_one_line() -> anyhow::Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown_key") || stderr.contains("unknown field"), "{stderr}");
     assert!(!dir.path().join("x").exists(), "a refused config creates no data dir");
+
+    // Neither [tls] nor insecure_transport: refused, saying which to set.
+    let no_transport = dir.path().join("no-transport.toml");
+    std::fs::write(
+        &no_transport,
+        "id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"y\"\ninsecure_plaintext = true\nplacement = { region = \"a\" }\n",
+    )?;
+    let out = Command::new(holdfast()).args(["serve", "--config"]).arg(&no_transport).output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("[tls]") && stderr.contains("insecure_transport"), "{stderr}");
+    assert!(!dir.path().join("y").exists(), "a refused config creates no data dir");
     let _ = workspace_binary("holdfast")?;
     Ok(())
 }

@@ -7,8 +7,17 @@ use std::time::Duration;
 
 use holdfast_testkit::process::{reference_topology, workspace_binary, NodeOptions, ProcessCluster};
 
-fn ctl(endpoints: &str, args: &[&str]) -> anyhow::Result<Output> {
-    Ok(Command::new(workspace_binary("holdfastctl")?).env("HOLDFAST_ENDPOINTS", endpoints).args(args).output()?)
+/// Runs holdfastctl with the cluster's `admin` certificate from the
+/// environment, as the README tour does.
+fn ctl(cluster: &ProcessCluster, args: &[&str]) -> anyhow::Result<Output> {
+    let files = cluster.pki().expect("a TLS cluster").client_files("admin")?;
+    Ok(Command::new(workspace_binary("holdfastctl")?)
+        .env("HOLDFAST_ENDPOINTS", cluster.endpoints().join(","))
+        .env("HOLDFAST_CACERT", &files.ca)
+        .env("HOLDFAST_CERT", &files.cert)
+        .env("HOLDFAST_KEY", &files.key)
+        .args(args)
+        .output()?)
 }
 
 fn stdout(out: &Output) -> String {
@@ -25,27 +34,37 @@ async fn ctl_tour_works_and_errors_are_one_line() -> anyhow::Result<()> {
     let mut cluster = ProcessCluster::configure(&binary, dir.path(), &specs, None, |_| NodeOptions::default())?;
     cluster.start_all()?;
     cluster.wait_for_leader(Duration::from_secs(30)).await?;
-    let endpoints = cluster.endpoints().join(",");
 
-    let out = ctl(&endpoints, &["put", "population", "UA-7", "{\"name\":\"Oksana\"}", "--reason", "birth"])?;
+    let out = ctl(&cluster, &["put", "population", "UA-7", "{\"name\":\"Oksana\"}", "--reason", "birth"])?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = ctl(&endpoints, &["get", "population", "UA-7"])?;
+    let out = ctl(&cluster, &["get", "population", "UA-7"])?;
     assert!(stdout(&out).contains("Oksana"));
-    let out = ctl(&endpoints, &["-w", "json", "history", "population", "UA-7"])?;
+    let out = ctl(&cluster, &["-w", "json", "history", "population", "UA-7"])?;
     let json: serde_json::Value = serde_json::from_str(&stdout(&out))?;
     assert_eq!(json["revisions"].as_array().map(|a| a.len()), Some(1), "{json}");
-    let out = ctl(&endpoints, &["member", "list"])?;
+    let out = ctl(&cluster, &["member", "list"])?;
     assert!(stdout(&out).contains("ua-lviv"));
-    let out = ctl(&endpoints, &["endpoint", "status"])?;
+    let out = ctl(&cluster, &["endpoint", "status"])?;
     assert!(out.status.success() && stdout(&out).contains("leader"));
 
-    let out = ctl(&endpoints, &["get", "population", "UA-nobody"])?;
+    let out = ctl(&cluster, &["get", "population", "UA-nobody"])?;
     assert!(!out.status.success());
-    let out = ctl(&endpoints, &["put", "Bad Registry", "x", "y"])?;
+    let out = ctl(&cluster, &["put", "Bad Registry", "x", "y"])?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("malformed"), "{stderr}");
+
+    // Without certificates the nodes do not talk to it; half a set is refused.
+    let plain = Command::new(workspace_binary("holdfastctl")?)
+        .env("HOLDFAST_ENDPOINTS", cluster.endpoints().join(","))
+        .args(["--max-retries", "0", "get", "population", "UA-7"])
+        .output()?;
+    assert!(!plain.status.success() && !stdout(&plain).contains("Oksana"));
+    let half =
+        Command::new(workspace_binary("holdfastctl")?).args(["--cert", "x.pem", "endpoint", "status"]).output()?;
+    let stderr = String::from_utf8_lossy(&half.stderr);
+    assert!(!half.status.success() && stderr.contains("--cacert"), "{stderr}");
     cluster.stop_all().await?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use holdfast_client::{Client, WriteOptions};
+use holdfast_client::WriteOptions;
 use holdfast_testkit::process::{reference_topology, NodeOptions, ProcessCluster};
 use sha2::{Digest, Sha256};
 
@@ -51,7 +51,7 @@ async fn marker_hits(plaintext: bool) -> anyhow::Result<(usize, usize)> {
     let mut cluster = ProcessCluster::configure(&holdfast(), dir.path(), &specs, None, options)?;
     cluster.start_all()?;
     cluster.wait_for_leader(Duration::from_secs(30)).await?;
-    let client = Client::builder(cluster.endpoints()).timeout(Duration::from_secs(5)).build()?;
+    let client = cluster.client_builder().timeout(Duration::from_secs(5)).build()?;
     let marker = format!("QXMARKER{}", holdfast_client::new_request_id().replace('-', ""));
     for i in 0..120 {
         let id = format!("{marker}-id-{i}");
@@ -89,7 +89,7 @@ async fn a_wrong_master_key_is_refused_and_changes_nothing() -> anyhow::Result<(
     let mut cluster = ProcessCluster::configure(&holdfast(), dir.path(), &specs, None, |_| NodeOptions::default())?;
     cluster.start_all()?;
     cluster.wait_for_leader(Duration::from_secs(30)).await?;
-    let client = Client::builder(cluster.endpoints()).timeout(Duration::from_secs(5)).build()?;
+    let client = cluster.client_builder().timeout(Duration::from_secs(5)).build()?;
     client.put("passports", "FX1", "v", WriteOptions::default()).await?;
     cluster.stop_all().await?;
 

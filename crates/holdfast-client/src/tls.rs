@@ -1,0 +1,112 @@
+//! Mutual TLS for the client: the CA bundle that node certificates must
+//! chain to, and the certificate and key the client presents. Nodes are
+//! verified under the host of the endpoint dialled (their certificates name
+//! their advertised host, `localhost` and `127.0.0.1`).
+
+use std::path::Path;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+use crate::endpoint::normalize_endpoint_for;
+use crate::error::ClientError;
+
+/// The client's TLS material, PEM. Cheap enough to clone per client.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// CA certificates to trust (one or several, e.g. during a CA rotation).
+    pub ca_pem: Vec<u8>,
+    /// The client certificate (chain) presented to nodes; its subject names
+    /// the caller.
+    pub cert_pem: Vec<u8>,
+    /// The private key of `cert_pem`.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// From PEM bytes, checked: the CA and certificate hold at least one
+    /// certificate each and the key parses.
+    pub fn new(ca_pem: Vec<u8>, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Result<Self, ClientError> {
+        let tls = Self { ca_pem, cert_pem, key_pem };
+        tls.check("CA", "certificate", "key")?;
+        Ok(tls)
+    }
+
+    /// Reads and checks the three PEM files; an error names the file that
+    /// cannot be read or used.
+    pub fn from_files(ca: &Path, cert: &Path, key: &Path) -> Result<Self, ClientError> {
+        let read = |what: &str, path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| ClientError::Tls(format!("cannot read {what} file {}: {e}", path.display())))
+        };
+        let tls = Self { ca_pem: read("CA", ca)?, cert_pem: read("certificate", cert)?, key_pem: read("key", key)? };
+        let name = |what: &str, path: &Path| format!("{what} file {}", path.display());
+        tls.check(&name("CA", ca), &name("certificate", cert), &name("key", key))?;
+        Ok(tls)
+    }
+
+    fn check(&self, ca: &str, cert: &str, key: &str) -> Result<(), ClientError> {
+        certificates(&self.ca_pem).map_err(|e| ClientError::Tls(format!("{ca} {e}")))?;
+        certificates(&self.cert_pem).map_err(|e| ClientError::Tls(format!("{cert} {e}")))?;
+        PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| ClientError::Tls(format!("{key} holds no usable private key ({e})")))?;
+        Ok(())
+    }
+
+    /// tonic's TLS settings for these files; the server name comes from the
+    /// endpoint's host.
+    pub(crate) fn config(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+    }
+
+    /// A tonic endpoint for one node (`host:port` or `https://host:port`)
+    /// over this TLS, for tools that speak to a node's services directly
+    /// (health checks, status polls).
+    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, ClientError> {
+        let url = normalize_endpoint_for(addr, true)?;
+        Endpoint::from_shared(url.clone())
+            .and_then(|e| e.tls_config(self.config()))
+            .map_err(|e| ClientError::InvalidEndpoint { endpoint: url, reason: e.to_string() })
+    }
+}
+
+/// Checks that a PEM blob holds one certificate or more.
+fn certificates(pem: &[u8]) -> Result<usize, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("is not valid PEM ({e})"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate".into());
+    }
+    Ok(certs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_and_invalid_files_are_named() {
+        let dir = std::env::temp_dir();
+        let missing = dir.join("holdfast-client-test-missing.pem");
+        let err = ClientTls::from_files(&missing, &missing, &missing).expect_err("missing");
+        assert!(err.to_string().contains("CA file") && err.to_string().contains("missing.pem"), "{err}");
+        assert!(ClientTls::new(b"junk".to_vec(), Vec::new(), Vec::new()).is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let tls = ClientTls { ca_pem: Vec::new(), cert_pem: Vec::new(), key_pem: b"SECRET".to_vec() };
+        assert!(!format!("{tls:?}").contains("SECRET"));
+    }
+}
