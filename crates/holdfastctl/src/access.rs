@@ -30,7 +30,11 @@ pub async fn access(client: &Client, command: AccessCommand, out: WriteOut) -> a
                     println!("{doc}");
                 }
                 WriteOut::Table => {
-                    print!("{}", grants_table(&list.grants).render());
+                    if list.grants.is_empty() {
+                        println!("no grants");
+                    } else {
+                        print!("{}", grants_table(&list.grants).render());
+                    }
                     if !list.configured_admins.is_empty() {
                         println!("cluster admins by node config: {}", list.configured_admins.join(", "));
                     }
@@ -56,7 +60,11 @@ pub async fn access(client: &Client, command: AccessCommand, out: WriteOut) -> a
                         println!("not authenticated (plaintext connection)");
                     }
                     println!("cluster admin: {}", yes_no(me.cluster_admin));
-                    print!("{}", grants_table(&me.grants).render());
+                    if me.grants.is_empty() {
+                        println!("no grants");
+                    } else {
+                        print!("{}", grants_table(&me.grants).render());
+                    }
                 }
             }
         }
@@ -99,6 +107,7 @@ pub async fn audit(client: &Client, command: AuditCommand, out: WriteOut) -> any
             let doc: Vec<Value> = entries.iter().map(entry_json).collect();
             println!("{}", json!({ "registry": args.registry, "id": args.id, "entries": doc }));
         }
+        WriteOut::Table if entries.is_empty() => println!("no recorded access"),
         WriteOut::Table => {
             let mut table = Table::new(&["TIME", "IDENTITY", "OP", "REVISION", "OUTCOME", "NODE"]);
             for e in &entries {

@@ -10,7 +10,12 @@ use holdfast_testkit::process::{reference_topology, workspace_binary, NodeOption
 /// Runs holdfastctl with the cluster's `admin` certificate from the
 /// environment, as the README tour does.
 fn ctl(cluster: &ProcessCluster, args: &[&str]) -> anyhow::Result<Output> {
-    let files = cluster.pki().expect("a TLS cluster").client_files("admin")?;
+    ctl_as(cluster, "admin", args)
+}
+
+/// Runs holdfastctl with the certificate of `identity`.
+fn ctl_as(cluster: &ProcessCluster, identity: &str, args: &[&str]) -> anyhow::Result<Output> {
+    let files = cluster.pki().expect("a TLS cluster").client_files(identity)?;
     Ok(Command::new(workspace_binary("holdfastctl")?)
         .env("HOLDFAST_ENDPOINTS", cluster.endpoints().join(","))
         .env("HOLDFAST_CACERT", &files.ca)
@@ -54,6 +59,23 @@ async fn ctl_tour_works_and_errors_are_one_line() -> anyhow::Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("malformed"), "{stderr}");
+
+    // Access control and the audit trail, as the README shows them.
+    let out = ctl_as(&cluster, "auditor", &["get", "population", "UA-7"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("permission denied") && stderr.contains("auditor"), "{stderr}");
+    let out = ctl(&cluster, &["access", "grant", "auditor", "population", "audit"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ctl(&cluster, &["access", "list"])?;
+    assert!(stdout(&out).contains("auditor") && stdout(&out).contains("audit"), "{}", stdout(&out));
+    let out = ctl_as(&cluster, "auditor", &["-w", "json", "audit", "who-read", "population", "UA-7"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+    let entries = json["entries"].as_array().cloned().unwrap_or_default();
+    assert!(entries.iter().any(|e| e["identity"] == "admin" && e["op"] == "get"), "{json}");
+    assert!(entries.iter().any(|e| e["identity"] == "auditor" && e["outcome"] == "denied"), "{json}");
+    let out = ctl(&cluster, &["history", "population", "UA-7"])?;
+    assert!(stdout(&out).contains("admin"), "the actor is the certificate's identity: {}", stdout(&out));
 
     // Without certificates the nodes do not talk to it; half a set is refused.
     let plain = Command::new(workspace_binary("holdfastctl")?)
