@@ -32,6 +32,9 @@ pub struct CompareSpec {
     pub insecure_plaintext: bool,
     /// Holdfast over plaintext gRPC, only to measure what TLS costs.
     pub insecure_transport: bool,
+    /// The nodes' `[access] audit` mode (`strict`, as users run it, when
+    /// `None`), to measure what the access audit trail costs.
+    pub audit: Option<String>,
 }
 
 struct Started {
@@ -54,15 +57,21 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
     let machine = describe_machine();
     eprintln!("machine: {machine}");
     let started = Started {
-        holdfast: HoldfastCluster::start(&spec.holdfast_bin, spec.insecure_plaintext, spec.insecure_transport)
-            .await
+        holdfast: HoldfastCluster::start(
+            &spec.holdfast_bin,
+            spec.insecure_plaintext,
+            spec.insecure_transport,
+            spec.audit.clone(),
+        )
+        .await
             .context("starting the holdfast cluster")?,
         etcd: EtcdCluster::start(&spec.etcd_bin).await.context("starting the etcd cluster")?,
     };
     eprintln!(
-        "holdfast at {:?} ({}), etcd leader at {:?}",
+        "holdfast at {:?} ({}, audit {}), etcd leader at {:?}",
         started.holdfast.endpoints(),
         if spec.insecure_transport { "plaintext gRPC" } else { "mutual TLS" },
+        spec.audit.as_deref().unwrap_or("strict"),
         started.etcd.endpoints()
     );
     let holdfast_tls = started.holdfast.client_tls();

@@ -118,6 +118,11 @@ struct CompareArgs {
     /// what TLS costs. Users never run it this way.
     #[arg(long)]
     insecure_transport: bool,
+    /// The access audit mode of the holdfast nodes: strict (the default,
+    /// as users run it), best-effort or off — to measure what auditing
+    /// every read and write costs.
+    #[arg(long, value_parser = ["strict", "best-effort", "off"])]
+    audit: Option<String>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -194,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
                 etcd_bin: args.etcd_bin,
                 insecure_plaintext: args.insecure_plaintext,
                 insecure_transport: args.insecure_transport,
+                audit: args.audit,
             };
             let report = compare::run(&spec).await?;
             print!("{}", report.table());

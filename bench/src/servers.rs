@@ -33,7 +33,12 @@ pub struct HoldfastCluster {
 }
 
 impl HoldfastCluster {
-    pub async fn start(binary: &Path, insecure_plaintext: bool, insecure_transport: bool) -> anyhow::Result<Self> {
+    pub async fn start(
+        binary: &Path,
+        insecure_plaintext: bool,
+        insecure_transport: bool,
+        audit: Option<String>,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             binary.exists(),
             "holdfast binary {} not found; build it first: cargo build --release -p holdfast",
@@ -41,7 +46,8 @@ impl HoldfastCluster {
         );
         let root = tempfile::Builder::new().prefix("holdfast-bench-").tempdir()?;
         let specs: Vec<_> = reference_topology().into_iter().filter(|s| HOLDFAST_NODE_IDS.contains(&s.id)).collect();
-        let options = |_| NodeOptions { insecure_plaintext, insecure_transport, ..NodeOptions::default() };
+        let options =
+            |_| NodeOptions { insecure_plaintext, insecure_transport, audit: audit.clone(), ..NodeOptions::default() };
         let mut cluster = ProcessCluster::configure(binary, root.path(), &specs, None, options)?;
         cluster.start_all()?;
         let started = Self { cluster, _root: root };
