@@ -64,7 +64,7 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
             spec.audit.clone(),
         )
         .await
-            .context("starting the holdfast cluster")?,
+        .context("starting the holdfast cluster")?,
         etcd: EtcdCluster::start(&spec.etcd_bin).await.context("starting the etcd cluster")?,
     };
     eprintln!(

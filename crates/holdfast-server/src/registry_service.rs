@@ -315,3 +315,66 @@ impl Registry for RegistryService {
         run.await.map(Response::new).map_err(to_status)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    /// Every check a request meets before anything is proposed or read,
+    /// applied to whatever the decoder produced.
+    fn validate_all(registry: &str, record_id: &[u8], value: &[u8], options: Option<pb::WriteOptions>) {
+        let _ = RegistryName::parse(registry);
+        let _ = validate_record_id(record_id);
+        let _ = validate_value(value);
+        let _ = write_meta(options, &Caller::Anonymous);
+    }
+
+    proptest! {
+        /// The request decoders and validation never panic on bytes from the
+        /// network: a malformed frame becomes an error, never a crash.
+        #[test]
+        fn request_decoders_refuse_garbage_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            if let Ok(r) = pb::PutRequest::decode(bytes.as_slice()) {
+                validate_all(&r.registry, &r.record_id, &r.value, r.options);
+            }
+            if let Ok(r) = pb::DeleteRequest::decode(bytes.as_slice()) {
+                validate_all(&r.registry, &r.record_id, &[], r.options);
+            }
+            if let Ok(r) = pb::GetRequest::decode(bytes.as_slice()) {
+                validate_all(&r.registry, &r.record_id, &[], None);
+            }
+            if let Ok(r) = pb::HistoryRequest::decode(bytes.as_slice()) {
+                validate_all(&r.registry, &r.record_id, &[], None);
+                let _ = page_limit(r.limit);
+            }
+            if let Ok(r) = pb::ScanRequest::decode(bytes.as_slice()) {
+                let _ = RegistryName::parse(&r.registry);
+                let _ = page_limit(r.limit);
+            }
+            let _ = pb::GrantRequest::decode(bytes.as_slice());
+            let _ = pb::TrailRequest::decode(bytes.as_slice());
+            let _ = pb::RaftMessage::decode(bytes.as_slice());
+        }
+
+        /// Valid requests with bytes flipped decode to an error or to a
+        /// request that validation judges like any other.
+        #[test]
+        fn mutated_requests_never_panic(at in 0usize..512, bit in 0u8..8) {
+            let valid = pb::PutRequest {
+                registry: "population".into(),
+                record_id: b"UA-1".to_vec(),
+                value: vec![7; 300],
+                options: Some(pb::WriteOptions { request_id: "r-1".into(), if_revision: Some(3), ..Default::default() }),
+            }
+            .encode_to_vec();
+            let mut bytes = valid.clone();
+            let i = at % bytes.len();
+            bytes[i] ^= 1 << bit;
+            if let Ok(r) = pb::PutRequest::decode(bytes.as_slice()) {
+                validate_all(&r.registry, &r.record_id, &r.value, r.options);
+            }
+        }
+    }
+}
