@@ -214,6 +214,8 @@ async fn commit(raft: &Raft, network: &Network, events: Vec<AuditEvent>) -> Resu
                 }
                 _ => last_error = "no leader is known".to_string(),
             },
+            // Raft has stopped (the node is shutting down): nothing to retry.
+            Err(RaftError::Fatal(fatal)) => return Err(fatal.to_string()),
             Err(e) => last_error = e.to_string(),
         }
         if tokio::time::Instant::now() >= deadline {

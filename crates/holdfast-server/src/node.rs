@@ -110,7 +110,7 @@ impl Node {
             Duration::from_millis(config.raft.rpc_timeout_ms),
             tls.clone(),
         );
-        let raft = Raft::new(config.id, raft_config(&config)?, network.clone(), store.log_store()?, state_machine)
+        let raft = Raft::new(config.id, raft_config(&config)?, network.clone(), store.log_store(), state_machine)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
 

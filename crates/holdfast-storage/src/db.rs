@@ -45,8 +45,8 @@ impl Store {
         Ok(Self { db: Arc::new(db), dir: dir.to_path_buf(), sync_latency: Arc::default() })
     }
 
-    /// The Raft log store over this database; starts its sync thread.
-    pub fn log_store(&self) -> Result<LogStore, StorageError> {
+    /// The Raft log store over this database.
+    pub fn log_store(&self) -> LogStore {
         LogStore::new(self.clone())
     }
 

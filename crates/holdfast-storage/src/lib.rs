@@ -10,7 +10,6 @@
 mod apply;
 mod db;
 mod error;
-mod flusher;
 mod keys;
 mod log_store;
 mod reader;

@@ -1,10 +1,7 @@
 //! The Raft log and vote on RocksDB (openraft `RaftLogStorage`).
 //!
 //! Entries are acknowledged to openraft (`LogFlushed`) only after the batch
-//! that holds them is synced: appends are written at once (so they are
-//! readable when `append` returns) and a sync thread reports them flushed
-//! after the next WAL sync, which covers every append before it (group
-//! commit; see `flusher.rs`).
+//! that holds them is synced.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -18,20 +15,17 @@ use holdfast_types::{Entry, LogId, NodeId, TypeConfig};
 
 use crate::db::Store;
 use crate::error::{blocking, RaftStorageError, StorageError};
-use crate::flusher::Flusher;
 use crate::keys::*;
 
 /// The Raft log store. Cheap to clone: it shares the database.
 #[derive(Clone, Debug)]
 pub struct LogStore {
     store: Store,
-    flusher: Flusher,
 }
 
 impl LogStore {
-    pub(crate) fn new(store: Store) -> Result<Self, StorageError> {
-        let flusher = Flusher::start(store.db.clone(), store.sync_latency())?;
-        Ok(Self { store, flusher })
+    pub(crate) fn new(store: Store) -> Self {
+        Self { store }
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -165,14 +159,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = encode(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
             batch.put_cf(self.store.cf(CF_LOG), log_key(entry.log_id.index), bytes);
         }
-        // An unsynced write only copies the batch into the memtable and the
-        // WAL's page cache: short enough to do on this task. The entries are
-        // readable when append returns; the callback waits for the sync.
-        if let Err(e) = self.store.write_unsynced(batch) {
-            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-            return Err(StorageIOError::write_logs(&e).into());
+        let this = self.clone();
+        // The write completes (and is synced) before append returns, so the
+        // entries are readable then and the callback reports real durability.
+        // Reporting the flush later from a sync thread shared by many appends
+        // (group commit) buys nothing with openraft 0.9: its core awaits each
+        // append's callback before it handles the next client write, so there
+        // is never a second append to share a sync with. Batching has to
+        // happen above Raft, many client writes per entry.
+        let result = blocking(move || this.store.write_synced(batch)).await;
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(StorageIOError::write_logs(&e).into())
+            }
         }
-        self.flusher.after_next_sync(callback).map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {

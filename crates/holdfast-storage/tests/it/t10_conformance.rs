@@ -12,8 +12,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
         let store = Store::open(dir.path()).map_err(|e| openraft::StorageIOError::write(&e))?;
         let sm = store.state_machine().await.map_err(|e| openraft::StorageIOError::write(&e))?;
-        let log = store.log_store().map_err(|e| openraft::StorageIOError::write(&e))?;
-        Ok((dir, log, sm))
+        Ok((dir, store.log_store(), sm))
     }
 }
 

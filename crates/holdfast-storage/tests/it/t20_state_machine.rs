@@ -1,7 +1,7 @@
 //! Applying commands, reading them back, snapshots between two stores, and
 //! durability across reopening the database.
 
-use holdfast_storage::Store;
+use holdfast_storage::{StateMachineStore, Store};
 use holdfast_types::{
     AuditEvent, AuditOp, AuditOutcome, Command, CommandResult, Entry, Permission, RegistryName, Scope, WriteMeta,
 };
@@ -28,6 +28,18 @@ fn put(record: &str, value: &str, if_revision: Option<u64>, request_id: &str) ->
         if_revision,
         meta: meta(request_id),
     }
+}
+
+/// Builds a snapshot of `sm` and installs it into a new store under `dir`.
+async fn moved_by_snapshot(sm: &mut StateMachineStore, dir: &std::path::Path) -> StateMachineStore {
+    let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.expect("snapshot built");
+    let other = Store::open(dir).expect("store opens");
+    let mut other_sm = other.state_machine().await.expect("state machine opens");
+    let mut receiving = other_sm.begin_receiving_snapshot().await.expect("receiving file");
+    let mut source = snapshot.snapshot;
+    tokio::io::copy(&mut source, &mut *receiving).await.expect("snapshot copied");
+    other_sm.install_snapshot(&snapshot.meta, receiving).await.expect("snapshot installed");
+    other_sm
 }
 
 #[tokio::test]
@@ -88,14 +100,8 @@ async fn state_survives_reopen_and_snapshot_moves_it() {
     let rest = sm.read_view().scan(reg(), page.next_after.clone(), 1000).await.unwrap();
     assert_eq!(rest.entries.len(), 30);
 
-    let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
     let other_dir = tempfile::tempdir().unwrap();
-    let other = Store::open(other_dir.path()).unwrap();
-    let mut other_sm = other.state_machine().await.unwrap();
-    let mut receiving = other_sm.begin_receiving_snapshot().await.unwrap();
-    let mut source = snapshot.snapshot;
-    tokio::io::copy(&mut source, &mut *receiving).await.unwrap();
-    other_sm.install_snapshot(&snapshot.meta, receiving).await.unwrap();
+    let mut other_sm = moved_by_snapshot(&mut sm, other_dir.path()).await;
     assert_eq!(other_sm.read_view().digest().await.unwrap(), digest_before);
     // Dedup state travels with the snapshot.
     let r = other_sm.apply(vec![entry(51, put("rec-1", "y", None, "q1"))]).await.unwrap();
@@ -180,14 +186,8 @@ async fn grants_and_audit_trail_apply_publish_and_travel_in_snapshots() {
     assert!(rest.next_after.is_none());
 
     let digest = view.digest().await.unwrap();
-    let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
     let other_dir = tempfile::tempdir().unwrap();
-    let other = Store::open(other_dir.path()).unwrap();
-    let mut other_sm = other.state_machine().await.unwrap();
-    let mut receiving = other_sm.begin_receiving_snapshot().await.unwrap();
-    let mut source = snapshot.snapshot;
-    tokio::io::copy(&mut source, &mut *receiving).await.unwrap();
-    other_sm.install_snapshot(&snapshot.meta, receiving).await.unwrap();
+    let other_sm = moved_by_snapshot(&mut sm, other_dir.path()).await;
     let other_view = other_sm.read_view();
     assert_eq!(other_view.digest().await.unwrap(), digest);
     assert_eq!(*other_view.access().borrow(), policy);

@@ -52,6 +52,17 @@ async fn reads_and_writes_are_recorded_on_every_replica() -> anyhow::Result<()> 
     cluster.shutdown().await
 }
 
+/// Stops every node but one follower, which is left without a quorum.
+async fn keep_one_follower(cluster: &mut TestCluster, leader: u64) -> anyhow::Result<u64> {
+    let survivor = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    for id in cluster.ids() {
+        if id != survivor {
+            cluster.stop(id).await?;
+        }
+    }
+    Ok(survivor)
+}
+
 #[tokio::test]
 async fn a_strict_read_fails_when_it_cannot_be_recorded() -> anyhow::Result<()> {
     let mut cluster = TestCluster::start(&["a", "b", "c"]).await?;
@@ -59,12 +70,7 @@ async fn a_strict_read_fails_when_it_cannot_be_recorded() -> anyhow::Result<()> 
     let c = client(cluster.endpoints());
     let written = c.put("passports", "FX-1", "v1", opts("issue")).await?;
     cluster.wait_applied(written.revision, Duration::from_secs(10)).await?;
-    let survivor = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
-    for id in cluster.ids() {
-        if id != survivor {
-            cluster.stop(id).await?;
-        }
-    }
+    let survivor = keep_one_follower(&mut cluster, leader).await?;
     // The survivor has the record but no quorum to record the read: nothing
     // is returned.
     let s = holdfast_client::Client::builder(vec![cluster.endpoint(survivor)])
@@ -84,12 +90,7 @@ async fn best_effort_mode_answers_without_waiting_for_the_trail() -> anyhow::Res
     let c = client(cluster.endpoints());
     let written = c.put("passports", "FX-2", "v1", opts("issue")).await?;
     cluster.wait_applied(written.revision, Duration::from_secs(10)).await?;
-    let survivor = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
-    for id in cluster.ids() {
-        if id != survivor {
-            cluster.stop(id).await?;
-        }
-    }
+    let survivor = keep_one_follower(&mut cluster, leader).await?;
     let s = client(vec![cluster.endpoint(survivor)]);
     let stale = ReadOptions { consistency: Consistency::Stale, ..Default::default() };
     assert!(s.get("passports", "FX-2", stale).await?.is_some());
