@@ -63,26 +63,6 @@ impl RegistryService {
         })
     }
 
-    /// Records the outcome of a write. Writes refused before they were
-    /// proposed (not the leader, invalid) changed nothing and are not recorded.
-    fn audit_write(
-        &self,
-        caller: &Caller,
-        registry: &RegistryName,
-        record: &[u8],
-        op: AuditOp,
-        result: &Result<(Revision, bool), ServerError>,
-    ) {
-        let (revision, outcome) = match result {
-            Ok((revision, _)) => (*revision, AuditOutcome::Ok),
-            Err(ServerError::Conflict { current }) => (*current, AuditOutcome::Conflict),
-            Err(ServerError::NotFound(_)) => (0, AuditOutcome::NotFound),
-            Err(ServerError::Raft(_) | ServerError::Timeout(_) | ServerError::Storage(_)) => (0, AuditOutcome::Failed),
-            Err(_) => return,
-        };
-        self.auditor.record_detached(vec![self.auditor.event(caller.name(), registry, record, op, revision, outcome)]);
-    }
-
     /// Records a read that looked at a record (found or not). In strict mode
     /// the answer waits until the trail has it.
     async fn audit_read(
@@ -198,10 +178,9 @@ impl Registry for RegistryService {
             validate_value(&req.value)?;
             let (meta, if_revision) = write_meta(req.options, &caller)?;
             let value = self.codec.seal(&registry, &req.record_id, &req.value)?;
-            let command = Command::Put { registry: registry.clone(), record: record.clone(), value, if_revision, meta };
-            let result = self.write(command).await;
-            self.audit_write(&caller, &registry, &record, AuditOp::Put, &result);
-            let (revision, duplicate) = result?;
+            let command = Command::Put { registry, record, value, if_revision, meta };
+            // The state machine records the write's audit event with it.
+            let (revision, duplicate) = self.write(command).await?;
             Ok(pb::PutResponse { revision, duplicate })
         };
         run.await.map(Response::new).map_err(to_status)
@@ -216,10 +195,8 @@ impl Registry for RegistryService {
             let record = self.codec.storage_record(&registry, &req.record_id);
             self.authorize(&caller, &registry, &record, AuditOp::Delete, Permission::Write)?;
             let (meta, if_revision) = write_meta(req.options, &caller)?;
-            let command = Command::Delete { registry: registry.clone(), record: record.clone(), if_revision, meta };
-            let result = self.write(command).await;
-            self.audit_write(&caller, &registry, &record, AuditOp::Delete, &result);
-            let (revision, duplicate) = result?;
+            let command = Command::Delete { registry, record, if_revision, meta };
+            let (revision, duplicate) = self.write(command).await?;
             Ok(pb::DeleteResponse { revision, duplicate })
         };
         run.await.map(Response::new).map_err(to_status)

@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 
 use holdfast_types::codec::{decode, encode};
 use holdfast_types::limits::REQUEST_IDS_REMEMBERED;
-use holdfast_types::{Command, CommandResult, Permission, RecordVersion, RegistryName, Revision, WriteMeta};
+use holdfast_types::{
+    AuditEvent, AuditOp, AuditOutcome, Command, CommandResult, Permission, RecordVersion, RegistryName, Revision,
+    WriteMeta,
+};
 
 use crate::db::Store;
 use crate::error::StorageError;
@@ -90,10 +93,12 @@ impl<'a> ApplyBatch<'a> {
         Ok(())
     }
 
-    /// Applies one command at `revision` (its log index) and returns its result.
+    /// Applies one command at `revision` (its log index), proposed by node
+    /// `proposer`, and returns its result.
     pub(crate) fn apply_command(
         &mut self,
         revision: Revision,
+        proposer: u64,
         command: &Command,
     ) -> Result<CommandResult, StorageError> {
         let Some(meta) = command.meta() else {
@@ -139,8 +144,47 @@ impl<'a> ApplyBatch<'a> {
             }
             _ => return self.apply_key_command(revision, command),
         };
+        self.audit_write(revision, proposer, command, meta, &result)?;
         self.remember(revision, &meta.request_id, &result)?;
         Ok(result)
+    }
+
+    /// The write's own audit event, in the same batch as the write: no write
+    /// applies without its trace, and it costs no Raft entry of its own.
+    /// The identity is the stored actor (the authenticated identity on a TLS
+    /// node); the serving node is the leader that proposed the entry.
+    fn audit_write(
+        &mut self,
+        revision: Revision,
+        proposer: u64,
+        command: &Command,
+        meta: &WriteMeta,
+        result: &CommandResult,
+    ) -> Result<(), StorageError> {
+        let (registry, record, op) = match command {
+            Command::Put { registry, record, .. } => (registry, record, AuditOp::Put),
+            Command::Delete { registry, record, .. } => (registry, record, AuditOp::Delete),
+            _ => return Ok(()),
+        };
+        let (revision_seen, outcome) = match result {
+            CommandResult::Written { revision } => (*revision, AuditOutcome::Ok),
+            CommandResult::Conflict { current } => (*current, AuditOutcome::Conflict),
+            CommandResult::NotFound => (0, AuditOutcome::NotFound),
+            CommandResult::None | CommandResult::Duplicate(_) => return Ok(()),
+        };
+        let event = AuditEvent {
+            time_ms: meta.commit_time_ms,
+            identity: meta.actor.clone(),
+            registry: registry.clone(),
+            record: record.clone(),
+            op,
+            revision: revision_seen,
+            outcome,
+            node: proposer,
+        };
+        let bytes = encode(&event).map_err(StorageError::corrupt("audit event"))?;
+        self.batch.put_cf(self.store.cf(CF_AUDIT), audit_key(registry, record, revision, 0), bytes);
+        Ok(())
     }
 
     /// Whether an access or audit change was applied in this batch.

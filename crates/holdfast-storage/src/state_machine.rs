@@ -165,7 +165,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 last = Some(entry.log_id);
                 let result = match &entry.payload {
                     EntryPayload::Blank => CommandResult::None,
-                    EntryPayload::Normal(command) => batch.apply_command(entry.log_id.index, command)?,
+                    EntryPayload::Normal(command) => {
+                        batch.apply_command(entry.log_id.index, entry.log_id.leader_id.node_id, command)?
+                    }
                     EntryPayload::Membership(m) => {
                         membership = StoredMembership::new(Some(entry.log_id), m.clone());
                         CommandResult::None

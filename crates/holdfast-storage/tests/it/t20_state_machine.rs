@@ -78,6 +78,22 @@ async fn apply_reads_history_conditions_and_dedup() {
     assert_eq!(page.versions.len(), 1);
     assert!(page.versions[0].is_tombstone());
     assert_eq!(page.next_after, None);
+
+    // Every applied write left its audit event in the same batch; the
+    // duplicate retry, which changed nothing, left none.
+    let trail = view.audit_trail(reg(), b"a".to_vec(), None, 100).await.unwrap();
+    let seen: Vec<_> = trail.events.iter().map(|e| (e.op, e.outcome, e.revision)).collect();
+    assert_eq!(
+        seen,
+        vec![
+            (AuditOp::Put, AuditOutcome::Ok, 1),
+            (AuditOp::Put, AuditOutcome::Ok, 2),
+            (AuditOp::Put, AuditOutcome::Conflict, 2),
+            (AuditOp::Delete, AuditOutcome::Ok, 5),
+            (AuditOp::Delete, AuditOutcome::NotFound, 0),
+        ]
+    );
+    assert!(trail.events.iter().all(|e| e.identity == "clerk" && e.node == 1));
 }
 
 #[tokio::test]

@@ -36,7 +36,10 @@ async fn reads_and_writes_are_recorded_on_every_replica() -> anyhow::Result<()> 
         assert!(ops.contains(&expected), "{expected:?} missing from {ops:?}");
     }
     assert!(trail.iter().any(|e| e.op == "get" && e.node == follower), "the follower's read is recorded: {trail:?}");
-    assert!(trail.iter().all(|e| e.identity == "anonymous"), "plaintext callers are anonymous");
+    // A plaintext node knows no identities: readers are anonymous, and a
+    // write carries the actor its client named.
+    assert!(trail.iter().filter(|e| e.op != "put").all(|e| e.identity == "anonymous"), "{trail:?}");
+    assert!(trail.iter().filter(|e| e.op == "put").all(|e| e.identity == "test"), "{trail:?}");
     let put = trail.iter().find(|e| e.op == "put" && e.outcome == "ok").expect("put");
     assert_eq!(put.revision, written.revision);
 
