@@ -219,22 +219,29 @@ fn random_history(rng: &mut StdRng) -> Vec<Entry> {
     entries
 }
 
-#[test]
-fn search_agrees_with_brute_force() {
-    let mut rng = StdRng::seed_from_u64(7);
+/// Runs the search on `cases` random histories from `seed` and asserts it
+/// agrees with `reference` on each; returns how many were valid and invalid.
+fn cross_check(seed: u64, cases: usize, reference: impl Fn(&[Entry]) -> bool) -> (usize, usize) {
+    let mut rng = StdRng::seed_from_u64(seed);
     let (mut valid, mut invalid) = (0, 0);
-    for case in 0..3000 {
+    for case in 0..cases {
         let entries = random_history(&mut rng);
-        let expected = brute_force(&entries, &mut vec![false; entries.len()], State::default());
-        let got = check_key(&entries, BUDGET);
+        let expected = reference(&entries);
         let want = if expected { KeyVerdict::Linearizable } else { KeyVerdict::NotLinearizable };
-        assert_eq!(got, want, "case {case}: {entries:?}");
+        assert_eq!(check_key(&entries, BUDGET), want, "case {case}: {entries:?}");
         if expected {
             valid += 1;
         } else {
             invalid += 1;
         }
     }
+    (valid, invalid)
+}
+
+#[test]
+fn search_agrees_with_brute_force() {
+    let (valid, invalid) =
+        cross_check(7, 3000, |entries| brute_force(entries, &mut vec![false; entries.len()], State::default()));
     // Both answers must be exercised for the comparison to mean anything.
     assert!(valid > 300 && invalid > 200, "valid {valid}, invalid {invalid}");
 }
@@ -286,19 +293,6 @@ fn stateright_verdict(entries: &[Entry]) -> bool {
 
 #[test]
 fn search_agrees_with_stateright() {
-    let mut rng = StdRng::seed_from_u64(11);
-    let (mut valid, mut invalid) = (0, 0);
-    for case in 0..2000 {
-        let entries = random_history(&mut rng);
-        let expected = stateright_verdict(&entries);
-        let got = check_key(&entries, BUDGET);
-        let want = if expected { KeyVerdict::Linearizable } else { KeyVerdict::NotLinearizable };
-        assert_eq!(got, want, "case {case}: {entries:?}");
-        if expected {
-            valid += 1;
-        } else {
-            invalid += 1;
-        }
-    }
+    let (valid, invalid) = cross_check(11, 2000, stateright_verdict);
     assert!(valid > 200 && invalid > 150, "valid {valid}, invalid {invalid}");
 }
