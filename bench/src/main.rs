@@ -168,11 +168,7 @@ async fn main() -> anyhow::Result<()> {
                 preload_keys: args.load.preload_keys,
                 // Unique per run, so a second run writes fresh keys too.
                 key_prefix: format!("run{}-", std::process::id()),
-                tls: match (&args.cacert, &args.cert, &args.key) {
-                    (Some(ca), Some(cert), Some(key)) => Some(ClientTls::from_files(ca, cert, key)?),
-                    (None, None, None) => None,
-                    _ => anyhow::bail!("give all of --cacert, --cert and --key, or none"),
-                },
+                tls: ClientTls::from_optional_files(args.cacert.as_deref(), args.cert.as_deref(), args.key.as_deref())?,
             };
             let measurement = load::run(args.target, &args.endpoints, &args.pids, &spec).await?;
             print!("{}", report::table_of_runs(std::slice::from_ref(&measurement)));

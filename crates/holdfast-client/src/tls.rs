@@ -53,6 +53,23 @@ impl ClientTls {
         Ok(tls)
     }
 
+    /// The `--cacert/--cert/--key` triple of a command line: all three
+    /// (TLS), or none (plaintext, `None`); anything else is an error.
+    pub fn from_optional_files(
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Option<Self>, ClientError> {
+        match (ca, cert, key) {
+            (Some(ca), Some(cert), Some(key)) => Self::from_files(ca, cert, key).map(Some),
+            (None, None, None) => Ok(None),
+            _ => Err(ClientError::Tls(
+                "give all of --cacert, --cert and --key (or HOLDFAST_CACERT, HOLDFAST_CERT, HOLDFAST_KEY), or none for plaintext"
+                    .into(),
+            )),
+        }
+    }
+
     fn check(&self, ca: &str, cert: &str, key: &str) -> Result<(), ClientError> {
         certificates(&self.ca_pem).map_err(|e| ClientError::Tls(format!("{ca} {e}")))?;
         certificates(&self.cert_pem).map_err(|e| ClientError::Tls(format!("{cert} {e}")))?;

@@ -64,6 +64,27 @@ impl AccessService {
         Ok((scope, parsed))
     }
 
+    /// A grant or revoke: validated, checked, proposed, logged.
+    async fn change(
+        &self,
+        caller: &Caller,
+        identity: String,
+        scope: &str,
+        permissions: &[String],
+        grant: bool,
+    ) -> Result<pb::AccessResponse, ServerError> {
+        let (parsed_scope, permissions) = self.prepare(caller, &identity, scope, permissions)?;
+        let command = if grant {
+            Command::Grant { identity: identity.clone(), scope: parsed_scope, permissions }
+        } else {
+            Command::Revoke { identity: identity.clone(), scope: parsed_scope, permissions }
+        };
+        let revision = self.propose(command).await?;
+        let verb = if grant { "granted access" } else { "revoked access" };
+        tracing::info!(by = caller.name(), identity = %identity, scope = %scope, "{verb}");
+        Ok(pb::AccessResponse { revision })
+    }
+
     async fn propose(&self, command: Command) -> Result<u64, ServerError> {
         match self.raft.client_write(command).await?.data {
             CommandResult::Written { revision } => Ok(revision),
@@ -92,25 +113,15 @@ impl Access for AccessService {
     async fn grant(&self, request: Request<pb::GrantRequest>) -> Result<Response<pb::AccessResponse>, Status> {
         let caller = self.auth.caller(&request);
         let req = request.into_inner();
-        let run = async {
-            let (scope, permissions) = self.prepare(&caller, &req.identity, &req.scope, &req.permissions)?;
-            let revision = self.propose(Command::Grant { identity: req.identity.clone(), scope, permissions }).await?;
-            tracing::info!(by = caller.name(), identity = %req.identity, scope = %req.scope, "granted access");
-            Ok(pb::AccessResponse { revision })
-        };
-        run.await.map(Response::new).map_err(to_status)
+        let changed = self.change(&caller, req.identity, &req.scope, &req.permissions, true).await;
+        changed.map(Response::new).map_err(to_status)
     }
 
     async fn revoke(&self, request: Request<pb::RevokeRequest>) -> Result<Response<pb::AccessResponse>, Status> {
         let caller = self.auth.caller(&request);
         let req = request.into_inner();
-        let run = async {
-            let (scope, permissions) = self.prepare(&caller, &req.identity, &req.scope, &req.permissions)?;
-            let revision = self.propose(Command::Revoke { identity: req.identity.clone(), scope, permissions }).await?;
-            tracing::info!(by = caller.name(), identity = %req.identity, scope = %req.scope, "revoked access");
-            Ok(pb::AccessResponse { revision })
-        };
-        run.await.map(Response::new).map_err(to_status)
+        let changed = self.change(&caller, req.identity, &req.scope, &req.permissions, false).await;
+        changed.map(Response::new).map_err(to_status)
     }
 
     async fn list(&self, request: Request<pb::ListAccessRequest>) -> Result<Response<pb::ListAccessResponse>, Status> {
@@ -179,13 +190,7 @@ impl Audit for AuditService {
                 }
             };
             let record = self.codec.storage_record(&registry, &req.record_id);
-            let denied = self.auth.check(&caller, Some(&registry), Permission::Audit);
-            if let Err(e) = denied {
-                let event =
-                    self.auditor.event(caller.name(), &registry, &record, AuditOp::ReadAudit, 0, AuditOutcome::Denied);
-                self.auditor.record_detached(vec![event]);
-                return Err(e);
-            }
+            self.auditor.authorize(&self.auth, &caller, &registry, &record, AuditOp::ReadAudit, Permission::Audit)?;
             self.raft.ensure_linearizable().await?;
             let page = self.view.audit_trail(registry.clone(), record.clone(), after, limit).await?;
             // Looking at who looked is itself recorded, before answering.

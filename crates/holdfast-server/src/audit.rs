@@ -10,11 +10,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use holdfast_types::audit::AUDIT_BATCH_EVENTS_MAX;
-use holdfast_types::{AuditEvent, AuditOp, AuditOutcome, Command, NodeId, Raft, RegistryName, Revision};
+use holdfast_types::{AuditEvent, AuditOp, AuditOutcome, Command, NodeId, Permission, Raft, RegistryName, Revision};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::RaftNetworkFactory;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+use crate::auth::{Authorizer, Caller};
 use crate::error::ServerError;
 use crate::metrics::NodeMetrics;
 use crate::network::Network;
@@ -106,6 +107,22 @@ impl Auditor {
             outcome,
             node: self.node,
         }
+    }
+
+    /// Checks `caller`'s permission; a refusal is recorded in the trail
+    /// (`record` empty for registry-wide requests) and nothing else happens.
+    pub fn authorize(
+        &self,
+        auth: &Authorizer,
+        caller: &Caller,
+        registry: &RegistryName,
+        record: &[u8],
+        op: AuditOp,
+        wanted: Permission,
+    ) -> Result<(), ServerError> {
+        auth.check(caller, Some(registry), wanted).inspect_err(|_| {
+            self.record_detached(vec![self.event(caller.name(), registry, record, op, 0, AuditOutcome::Denied)]);
+        })
     }
 
     /// Records events of a read that returned data. In strict mode, waits

@@ -46,23 +46,6 @@ impl RegistryService {
         Self { raft, view, codec, unsafe_local_reads, auth, auditor, barrier }
     }
 
-    /// Checks the caller's permission; a refusal is recorded in the audit
-    /// trail (`record` empty for registry-wide requests) and nothing else
-    /// happens.
-    fn authorize(
-        &self,
-        caller: &Caller,
-        registry: &RegistryName,
-        record: &[u8],
-        op: AuditOp,
-        wanted: Permission,
-    ) -> Result<(), ServerError> {
-        self.auth.check(caller, Some(registry), wanted).inspect_err(|_| {
-            let event = self.auditor.event(caller.name(), registry, record, op, 0, AuditOutcome::Denied);
-            self.auditor.record_detached(vec![event]);
-        })
-    }
-
     /// Records a read that looked at a record (found or not). In strict mode
     /// the answer waits until the trail has it.
     async fn audit_read(
@@ -174,7 +157,7 @@ impl Registry for RegistryService {
             let registry = RegistryName::parse(&req.registry)?;
             validate_record_id(&req.record_id)?;
             let record = self.codec.storage_record(&registry, &req.record_id);
-            self.authorize(&caller, &registry, &record, AuditOp::Put, Permission::Write)?;
+            self.auditor.authorize(&self.auth, &caller, &registry, &record, AuditOp::Put, Permission::Write)?;
             validate_value(&req.value)?;
             let (meta, if_revision) = write_meta(req.options, &caller)?;
             let value = self.codec.seal(&registry, &req.record_id, &req.value)?;
@@ -193,7 +176,7 @@ impl Registry for RegistryService {
             let registry = RegistryName::parse(&req.registry)?;
             validate_record_id(&req.record_id)?;
             let record = self.codec.storage_record(&registry, &req.record_id);
-            self.authorize(&caller, &registry, &record, AuditOp::Delete, Permission::Write)?;
+            self.auditor.authorize(&self.auth, &caller, &registry, &record, AuditOp::Delete, Permission::Write)?;
             let (meta, if_revision) = write_meta(req.options, &caller)?;
             let command = Command::Delete { registry, record, if_revision, meta };
             let (revision, duplicate) = self.write(command).await?;
@@ -209,7 +192,7 @@ impl Registry for RegistryService {
             let registry = RegistryName::parse(&req.registry)?;
             validate_record_id(&req.record_id)?;
             let record = self.codec.storage_record(&registry, &req.record_id);
-            self.authorize(&caller, &registry, &record, AuditOp::Get, Permission::Read)?;
+            self.auditor.authorize(&self.auth, &caller, &registry, &record, AuditOp::Get, Permission::Read)?;
             self.read_barrier(req.consistency).await?;
             let at = (req.at_revision > 0).then_some(req.at_revision);
             let (version, applied) = self.view.get(registry.clone(), record.clone(), at).await?;
@@ -237,7 +220,7 @@ impl Registry for RegistryService {
             validate_record_id(&req.record_id)?;
             let limit = page_limit(req.limit)?;
             let record = self.codec.storage_record(&registry, &req.record_id);
-            self.authorize(&caller, &registry, &record, AuditOp::History, Permission::Read)?;
+            self.auditor.authorize(&self.auth, &caller, &registry, &record, AuditOp::History, Permission::Read)?;
             self.read_barrier(req.consistency).await?;
             let page = self.view.history(registry.clone(), record.clone(), req.after_revision, limit).await?;
             let last = page.versions.last().map_or(0, |v| v.revision);
@@ -263,7 +246,7 @@ impl Registry for RegistryService {
         let run = async {
             let registry = RegistryName::parse(&req.registry)?;
             let limit = page_limit(req.limit)?;
-            self.authorize(&caller, &registry, &[], AuditOp::Scan, Permission::Read)?;
+            self.auditor.authorize(&self.auth, &caller, &registry, &[], AuditOp::Scan, Permission::Read)?;
             self.read_barrier(req.consistency).await?;
             let after = (!req.page_token.is_empty()).then_some(req.page_token);
             let page = self.view.scan(registry.clone(), after, limit).await?;

@@ -37,11 +37,11 @@ pub struct ProbeArgs {
 }
 
 pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
-    let endpoint = match (&args.cacert, &args.cert, &args.key) {
-        (Some(ca), Some(cert), Some(key)) => ClientTls::from_files(ca, cert, key)?.endpoint(&args.addr)?,
-        (None, None, None) => tonic::transport::Endpoint::from_shared(format!("http://{}", args.addr))
+    let tls = ClientTls::from_optional_files(args.cacert.as_deref(), args.cert.as_deref(), args.key.as_deref())?;
+    let endpoint = match tls {
+        Some(tls) => tls.endpoint(&args.addr)?,
+        None => tonic::transport::Endpoint::from_shared(format!("http://{}", args.addr))
             .with_context(|| format!("bad address {:?}", args.addr))?,
-        _ => anyhow::bail!("give all of --cacert, --cert and --key, or none"),
     };
     let endpoint = endpoint.connect_timeout(PROBE_TIMEOUT).timeout(PROBE_TIMEOUT);
     let channel = endpoint.connect().await.with_context(|| format!("cannot reach {}", args.addr))?;

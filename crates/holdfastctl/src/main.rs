@@ -32,12 +32,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .timeout(cli.timeout)
         .max_retries(cli.max_retries)
         .membership_timeout(cli.membership_timeout);
-    match (&cli.cacert, &cli.cert, &cli.key) {
-        (Some(ca), Some(cert), Some(key)) => builder = builder.tls(ClientTls::from_files(ca, cert, key)?),
-        (None, None, None) => {}
-        _ => anyhow::bail!(
-            "give all of --cacert, --cert and --key (or HOLDFAST_CACERT, HOLDFAST_CERT, HOLDFAST_KEY), or none for plaintext"
-        ),
+    if let Some(tls) = ClientTls::from_optional_files(cli.cacert.as_deref(), cli.cert.as_deref(), cli.key.as_deref())? {
+        builder = builder.tls(tls);
     }
     let client = builder.build()?;
     let out = cli.write_out;
