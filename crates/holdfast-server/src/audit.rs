@@ -13,9 +13,10 @@ use holdfast_types::audit::AUDIT_BATCH_EVENTS_MAX;
 use holdfast_types::{AuditEvent, AuditOp, AuditOutcome, Command, NodeId, Permission, Raft, RegistryName, Revision};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::RaftNetworkFactory;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::auth::{Authorizer, Caller};
+use crate::batching::{self, Limits};
 use crate::error::ServerError;
 use crate::metrics::NodeMetrics;
 use crate::network::Network;
@@ -168,48 +169,40 @@ impl Auditor {
 }
 
 async fn run(
-    mut rx: mpsc::Receiver<Pending>,
+    rx: mpsc::Receiver<Pending>,
     raft: Raft,
     network: Network,
     metrics: std::sync::Arc<NodeMetrics>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let slots = std::sync::Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    loop {
-        let first = tokio::select! {
-            p = rx.recv() => match p { Some(p) => p, None => return },
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        // Wait for a free slot first: while all slots are busy, arriving
-        // events pile up and go out together in the next batch.
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < AUDIT_BATCH_EVENTS_MAX {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        let raft = raft.clone();
-        let network = network.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let (events, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.event, p.done)).unzip();
-            let count = events.len();
-            let result = commit(&raft, &network, events).await;
-            match &result {
-                Ok(()) => metrics.audit_committed(count as u64),
-                Err(e) => {
-                    tracing::warn!(events = count, error = %e, "could not commit audit events");
-                    metrics.audit_dropped(count as u64);
+    let limits = Limits { items: AUDIT_BATCH_EVENTS_MAX, bytes: usize::MAX, in_flight: BATCHES_IN_FLIGHT };
+    batching::run(
+        rx,
+        limits,
+        |_| 0,
+        shutdown,
+        move |batch| {
+            let raft = raft.clone();
+            let network = network.clone();
+            let metrics = metrics.clone();
+            async move {
+                let (events, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.event, p.done)).unzip();
+                let count = events.len();
+                let result = commit(&raft, &network, events).await;
+                match &result {
+                    Ok(()) => metrics.audit_committed(count as u64),
+                    Err(e) => {
+                        tracing::warn!(events = count, error = %e, "could not commit audit events");
+                        metrics.audit_dropped(count as u64);
+                    }
+                }
+                for done in waiters.into_iter().flatten() {
+                    let _ = done.send(result.clone());
                 }
             }
-            for done in waiters.into_iter().flatten() {
-                let _ = done.send(result.clone());
-            }
-            drop(permit);
-        });
-    }
+        },
+    )
+    .await
 }
 
 /// Commits one batch through the leader, retrying across elections until

@@ -71,7 +71,7 @@ impl ClusterService {
                 .map(|(id, revisions)| pb::KeyInfo { id, current: id == current, revisions })
                 .collect(),
             revisions_to_reseal,
-            applied_revision: self.view.applied(),
+            applied_revision: self.view.applied_revision(),
         })
     }
 
@@ -161,7 +161,7 @@ impl Cluster for ClusterService {
         let (applied, digest) = if request.into_inner().include_digest {
             self.view.digest().await.map_err(|e| to_status(e.into()))?
         } else {
-            (self.view.applied(), String::new())
+            (self.view.applied_revision(), String::new())
         };
         Ok(Response::new(pb::StatusResponse {
             id: self.id,

@@ -63,6 +63,21 @@ impl ServerError {
         ServerError::NotLeader { leader }
     }
 
+    /// The same failure for another request that shared its Raft proposal
+    /// (a batch): what the client is told, and whether it was proposed, stay
+    /// exactly the same.
+    pub(crate) fn for_another_waiter(&self) -> Self {
+        match self {
+            ServerError::NotLeader { leader } => ServerError::NotLeader { leader: leader.clone() },
+            ServerError::InvalidArgument(message) => ServerError::InvalidArgument(message.clone()),
+            ServerError::NotReady(message) => ServerError::NotReady(message.clone()),
+            ServerError::Timeout(message) => ServerError::Timeout(message.clone()),
+            ServerError::Raft(message) => ServerError::Raft(message.clone()),
+            // Anything else leaves the outcome unknown, as `Raft` says.
+            other => ServerError::Raft(other.to_string()),
+        }
+    }
+
     /// Whether a caller may retry the same request (with the same request id).
     pub fn is_retryable(&self) -> bool {
         matches!(self, ServerError::NotLeader { .. } | ServerError::Raft(_) | ServerError::Timeout(_))

@@ -97,7 +97,7 @@ async fn step(raft: &Raft, view: &ReadView, crypto: &Crypto, pass: &mut Pass) ->
             // A whole pass over applied state that found nothing under an
             // old key, begun after every earlier entry was applied, proves no
             // stored revision needs those keys.
-            let applied = view.applied();
+            let applied = view.applied_index();
             if pass.old_seen == 0 && applied >= pass.started_at_log_index {
                 for key_id in old {
                     raft.client_write(Command::RetireKey { key_id }).await?;

@@ -7,6 +7,7 @@
 mod access_service;
 mod audit;
 mod auth;
+mod batching;
 mod bootstrap;
 mod cluster_service;
 pub mod config;
@@ -27,6 +28,7 @@ mod registry_service;
 mod request_metrics;
 pub mod tls;
 mod tls_accept;
+mod writes;
 
 pub use config::{AuditMode, ConfigError, NodeConfig, RaftTimings, TlsFiles, TLS_RELOAD_INTERVAL_MS_DEFAULT};
 pub use error::ServerError;

@@ -40,6 +40,7 @@ use crate::registry_service::RegistryService;
 use crate::request_metrics::RequestMetricsLayer;
 use crate::tls::TlsState;
 use crate::tls_accept::{self, HandshakeStats};
+use crate::writes::WriteBatcher;
 
 /// A running node. Dropping it does not stop it; call [`Node::shutdown`].
 pub struct Node {
@@ -138,7 +139,9 @@ impl Node {
         let (auditor, audit_task) =
             Auditor::start(config.id, config.audit, raft.clone(), network, metrics.clone(), shutdown_rx.clone());
         background.extend(audit_task);
-        let services = Services { raft: raft.clone(), view: view.clone(), codec: codec.clone(), auditor };
+        let (writes, writes_task) = WriteBatcher::start(raft.clone(), shutdown_rx.clone());
+        background.push(writes_task);
+        let services = Services { raft: raft.clone(), view: view.clone(), codec: codec.clone(), auditor, writes };
         let server = tokio::spawn(serve(&config, services, listener, transport, &metrics, shutdown_rx.clone()).await?);
         if let Some(tls) = &tls {
             let interval = Duration::from_millis(config.tls_reload_interval_ms);
@@ -229,6 +232,7 @@ struct Services {
     view: ReadView,
     codec: RecordCodec,
     auditor: Auditor,
+    writes: WriteBatcher,
 }
 
 /// Builds the gRPC server (registry, cluster, access, audit, raft, health,
@@ -242,7 +246,7 @@ async fn serve(
     mut shutdown_rx: watch::Receiver<bool>,
 ) -> Result<BoxFuture<'static, Result<(), tonic::transport::Error>>, ServerError> {
     let shutdown_accept = shutdown_rx.clone();
-    let Services { raft, view, codec, auditor } = services;
+    let Services { raft, view, codec, auditor, writes } = services;
     // Only a TLS node knows who calls; a plaintext node checks nothing.
     let auth = Authorizer::new(view.access(), config.admins.clone(), matches!(transport, Transport::Tls(..)));
     let registry = RegistryService::new(
@@ -252,6 +256,7 @@ async fn serve(
         config.unsafe_local_reads,
         auth.clone(),
         auditor.clone(),
+        writes,
     );
     let cluster =
         ClusterService::new(config.id, config.node_info(), raft.clone(), view.clone(), codec.clone(), auth.clone());

@@ -1,7 +1,8 @@
 //! The client API: `holdfast.v1.Registry` — put, get, delete, history, scan.
 //!
-//! Writes are validated, turned into one Raft command and answered only after
-//! the entry is committed and applied. Linearizable reads confirm leadership
+//! Writes are validated, turned into one Raft command (batched with other
+//! writes arriving meanwhile) and answered only after the entry is committed
+//! and applied. Linearizable reads confirm leadership
 //! with a quorum (ReadIndex) before reading the local state machine.
 
 use std::sync::Arc;
@@ -21,16 +22,17 @@ use crate::auth::{Authorizer, Caller};
 use crate::error::{to_status, ServerError};
 use crate::read_barrier::ReadBarrier;
 use crate::records::RecordCodec;
+use crate::writes::WriteBatcher;
 
 /// Serves the registry API of one node.
 pub struct RegistryService {
-    raft: Raft,
     view: ReadView,
     codec: RecordCodec,
     unsafe_local_reads: bool,
     auth: Authorizer,
     auditor: Auditor,
     barrier: Arc<ReadBarrier>,
+    writes: WriteBatcher,
 }
 
 impl RegistryService {
@@ -41,9 +43,10 @@ impl RegistryService {
         unsafe_local_reads: bool,
         auth: Authorizer,
         auditor: Auditor,
+        writes: WriteBatcher,
     ) -> Self {
-        let barrier = ReadBarrier::new(raft.clone());
-        Self { raft, view, codec, unsafe_local_reads, auth, auditor, barrier }
+        let barrier = ReadBarrier::new(raft);
+        Self { view, codec, unsafe_local_reads, auth, auditor, barrier, writes }
     }
 
     /// Records a read that looked at a record (found or not). In strict mode
@@ -69,8 +72,7 @@ impl RegistryService {
     }
 
     async fn write(&self, command: Command) -> Result<(Revision, bool), ServerError> {
-        let response = self.raft.client_write(command).await?;
-        let (result, duplicate) = match response.data {
+        let (result, duplicate) = match self.writes.write(command).await? {
             CommandResult::Duplicate(first) => (*first, true),
             other => (other, false),
         };
@@ -78,7 +80,7 @@ impl RegistryService {
             CommandResult::Written { revision } => Ok((revision, duplicate)),
             CommandResult::Conflict { current } => Err(ServerError::Conflict { current }),
             CommandResult::NotFound => Err(ServerError::NotFound("no such record".into())),
-            CommandResult::None | CommandResult::Duplicate(_) => {
+            CommandResult::None | CommandResult::Duplicate(_) | CommandResult::Batch(_) => {
                 Err(ServerError::Raft("unexpected apply result".into()))
             }
         }

@@ -7,7 +7,8 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 use sha2::{Digest, Sha256};
 
 use holdfast_types::codec::{decode, encode};
-use holdfast_types::limits::REQUEST_IDS_REMEMBERED;
+use holdfast_types::limits::WRITE_BATCH_COMMANDS_MAX;
+use holdfast_types::record::revision_of;
 use holdfast_types::{
     AuditEvent, AuditOp, AuditOutcome, Command, CommandResult, Permission, RecordVersion, RegistryName, Revision,
     WriteMeta,
@@ -93,16 +94,47 @@ impl<'a> ApplyBatch<'a> {
         Ok(())
     }
 
-    /// Applies one command at `revision` (its log index), proposed by node
-    /// `proposer`, and returns its result.
-    pub(crate) fn apply_command(
+    /// Applies the command of the entry at log `index`, proposed by node
+    /// `proposer`, and returns its result. A batch applies its writes in
+    /// order, each at its own revision.
+    pub(crate) fn apply_entry(
+        &mut self,
+        index: u64,
+        proposer: u64,
+        command: &Command,
+    ) -> Result<CommandResult, StorageError> {
+        match command {
+            Command::Batch { commands } => {
+                let mut results = Vec::with_capacity(commands.len());
+                for (position, command) in commands.iter().enumerate() {
+                    let result = match (command, u32::try_from(position)) {
+                        (Command::Put { .. } | Command::Delete { .. }, Ok(position))
+                            if (position as usize) < WRITE_BATCH_COMMANDS_MAX =>
+                        {
+                            self.apply_write(revision_of(index, position), proposer, command)?
+                        }
+                        // Only client writes may ride in a batch, and no more
+                        // than the revision layout can number.
+                        _ => CommandResult::None,
+                    };
+                    results.push(result);
+                }
+                Ok(CommandResult::Batch(results))
+            }
+            Command::Put { .. } | Command::Delete { .. } => self.apply_write(revision_of(index, 0), proposer, command),
+            _ => self.apply_key_command(index, command),
+        }
+    }
+
+    /// Applies one client write at `revision`.
+    fn apply_write(
         &mut self,
         revision: Revision,
         proposer: u64,
         command: &Command,
     ) -> Result<CommandResult, StorageError> {
         let Some(meta) = command.meta() else {
-            return self.apply_key_command(revision, command);
+            return Ok(CommandResult::None);
         };
         if !meta.request_id.is_empty() {
             if let Some(first) = self.remembered(&meta.request_id)? {
@@ -142,7 +174,7 @@ impl<'a> ApplyBatch<'a> {
                     },
                 }
             }
-            _ => return self.apply_key_command(revision, command),
+            _ => return Ok(CommandResult::None),
         };
         self.audit_write(revision, proposer, command, meta, &result)?;
         self.remember(revision, &meta.request_id, &result)?;
@@ -170,7 +202,7 @@ impl<'a> ApplyBatch<'a> {
             CommandResult::Written { revision } => (*revision, AuditOutcome::Ok),
             CommandResult::Conflict { current } => (*current, AuditOutcome::Conflict),
             CommandResult::NotFound => (0, AuditOutcome::NotFound),
-            CommandResult::None | CommandResult::Duplicate(_) => return Ok(()),
+            CommandResult::None | CommandResult::Duplicate(_) | CommandResult::Batch(_) => return Ok(()),
         };
         let event = AuditEvent {
             time_ms: meta.commit_time_ms,
@@ -216,7 +248,8 @@ impl<'a> ApplyBatch<'a> {
 
     /// Key management: the keyring and re-sealing of stored revisions; and
     /// the access policy and audit trail.
-    fn apply_key_command(&mut self, revision: Revision, command: &Command) -> Result<CommandResult, StorageError> {
+    fn apply_key_command(&mut self, index: u64, command: &Command) -> Result<CommandResult, StorageError> {
+        let revision = revision_of(index, 0);
         let keys = self.store.cf(CF_KEYS);
         match command {
             Command::AddDataKey { key_id, wrapped } => {
@@ -285,26 +318,37 @@ impl<'a> ApplyBatch<'a> {
                 }
                 Ok(CommandResult::Written { revision })
             }
-            Command::Put { .. } | Command::Delete { .. } => Ok(CommandResult::None),
+            Command::Put { .. } | Command::Delete { .. } | Command::Batch { .. } => Ok(CommandResult::None),
         }
     }
 
-    /// Forgets the oldest request ids so that at most
-    /// [`REQUEST_IDS_REMEMBERED`] revisions' worth are kept.
-    pub(crate) fn forget_old_requests(&mut self, last_applied: Revision) -> Result<(), StorageError> {
-        let Some(cutoff) = last_applied.checked_sub(REQUEST_IDS_REMEMBERED) else {
-            return Ok(());
-        };
+    /// Forgets the oldest request ids so that at most `limit` are kept.
+    /// The count lives beside the order (and so in snapshots), making the
+    /// forgetting the same on every replica whatever the batch sizes.
+    pub(crate) fn forget_old_requests(&mut self, limit: u64) -> Result<(), StorageError> {
         let order = self.store.cf(CF_REQUEST_ORDER);
-        let iter = self.store.db.iterator_cf(order, IteratorMode::From(&[], Direction::Forward));
-        for item in iter {
-            let (key, request_id) = item?;
-            let revision = decode_u64(&key).ok_or(StorageError::CorruptKey("request_order"))?;
-            if revision > cutoff {
-                break;
+        let stored = match self.store.db.get_cf(order, REQUEST_ORDER_COUNT)? {
+            Some(bytes) => decode_u64(&bytes).ok_or(StorageError::CorruptKey("request_order/count"))?,
+            None => 0,
+        };
+        let added = self.requests.len() as u64;
+        let mut count = stored + added;
+        let mut excess = count.saturating_sub(limit);
+        if excess > 0 {
+            let iter = self.store.db.iterator_cf(order, IteratorMode::From(&[], Direction::Forward));
+            for item in iter {
+                let (key, request_id) = item?;
+                if excess == 0 || key.len() != 8 {
+                    break;
+                }
+                self.batch.delete_cf(order, &key);
+                self.batch.delete_cf(self.store.cf(CF_REQUESTS), &request_id);
+                excess -= 1;
+                count -= 1;
             }
-            self.batch.delete_cf(order, &key);
-            self.batch.delete_cf(self.store.cf(CF_REQUESTS), &request_id);
+        }
+        if count != stored {
+            self.batch.put_cf(order, REQUEST_ORDER_COUNT, count.to_be_bytes());
         }
         Ok(())
     }

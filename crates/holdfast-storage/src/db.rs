@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
+use holdfast_types::limits::REQUEST_IDS_REMEMBERED;
+
 use crate::error::StorageError;
 use crate::keys::ALL_CFS;
 use crate::log_store::LogStore;
@@ -20,6 +22,8 @@ pub struct Store {
     pub(crate) dir: PathBuf,
     /// How long synced writes take: the disk's fsync latency as Raft feels it.
     sync_latency: Arc<LatencyHistogram>,
+    /// How many request ids the state machine remembers.
+    pub(crate) requests_remembered: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -42,7 +46,20 @@ impl Store {
         opts.set_max_background_jobs(2);
         let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
-        Ok(Self { db: Arc::new(db), dir: dir.to_path_buf(), sync_latency: Arc::default() })
+        Ok(Self {
+            db: Arc::new(db),
+            dir: dir.to_path_buf(),
+            sync_latency: Arc::default(),
+            requests_remembered: REQUEST_IDS_REMEMBERED,
+        })
+    }
+
+    /// Remembers at most `count` request ids instead of
+    /// [`REQUEST_IDS_REMEMBERED`] (tests of forgetting use a small number).
+    /// Every replica of a cluster must use the same count.
+    pub fn remember_requests(mut self, count: u64) -> Self {
+        self.requests_remembered = count;
+        self
     }
 
     /// The Raft log store over this database.

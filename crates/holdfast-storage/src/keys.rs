@@ -20,14 +20,15 @@ pub const CF_RECORDS: &str = "records";
 pub const CF_HISTORY: &str = "history";
 /// Remembered request ids → the result first returned.
 pub const CF_REQUESTS: &str = "requests";
-/// Revision (u64 BE) → request id, to forget the oldest ids first.
+/// Revision (u64 BE) → request id, to forget the oldest ids first; plus
+/// [`REQUEST_ORDER_COUNT`].
 pub const CF_REQUEST_ORDER: &str = "request_order";
 /// Wrapped data keys by id (u32 BE) and the current id; opaque bytes.
 pub const CF_KEYS: &str = "keys";
 
 /// Access grants: `identity | 0x00 | scope` → the permission set.
 pub const CF_ACCESS: &str = "access";
-/// The access audit trail: `record key | log index u64 BE | position u32 BE`
+/// The access audit trail: `record key | revision u64 BE | position u32 BE`
 /// → event. Append-only: nothing deletes from it.
 pub const CF_AUDIT: &str = "audit";
 
@@ -57,6 +58,9 @@ pub const META_MEMBERSHIP: &[u8] = b"membership";
 /// Id (u32 BE) of the data key that seals new writes, kept in the `keys`
 /// family under this reserved key so snapshots carry it.
 pub const KEYS_CURRENT: &[u8] = b"current";
+/// How many request ids are remembered (u64 BE), under a 9-byte key that
+/// sorts after every 8-byte revision key of `request_order`.
+pub const REQUEST_ORDER_COUNT: &[u8] = &[0xFF; 9];
 /// Present while a received snapshot is being loaded; names its file so an
 /// interrupted install is redone at the next open.
 pub const META_INSTALLING: &[u8] = b"installing_snapshot";

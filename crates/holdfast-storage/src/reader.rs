@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use holdfast_types::codec::decode;
+use holdfast_types::record::applied_revision;
 use holdfast_types::{AccessPolicy, AuditEvent, KeyringState, LogId, RecordVersion, RegistryName, Revision};
 
 use crate::db::Store;
@@ -78,7 +79,7 @@ fn applied_in(store: &Store, view: &View<'_>) -> Result<Revision, StorageError> 
     match view.get_cf(store.cf(CF_SM_META), META_LAST_APPLIED)? {
         Some(b) => {
             let last: Option<LogId> = decode(&b).map_err(StorageError::corrupt("last applied"))?;
-            Ok(last.map_or(0, |l| l.index))
+            Ok(applied_revision(last.map_or(0, |l| l.index)))
         }
         None => Ok(0),
     }
@@ -182,15 +183,22 @@ impl ReadView {
         .await
     }
 
-    /// The last applied revision as published by the state machine.
-    pub fn applied(&self) -> Revision {
+    /// The log index of the last applied entry, as published by the state
+    /// machine.
+    pub fn applied_index(&self) -> u64 {
         *self.applied_rx.borrow()
     }
 
-    /// Waits until the state machine has applied at least `revision`.
-    pub async fn wait_applied(&self, revision: Revision) -> Result<(), StorageError> {
+    /// The highest revision the applied entries can hold: every write at or
+    /// below it is visible to reads.
+    pub fn applied_revision(&self) -> Revision {
+        applied_revision(self.applied_index())
+    }
+
+    /// Waits until the state machine has applied the entry at log `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), StorageError> {
         let mut rx = self.applied_rx.clone();
-        rx.wait_for(|applied| *applied >= revision)
+        rx.wait_for(|applied| *applied >= index)
             .await
             .map_err(|_| StorageError::Task("state machine closed".into()))?;
         Ok(())

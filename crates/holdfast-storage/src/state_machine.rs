@@ -166,7 +166,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let result = match &entry.payload {
                     EntryPayload::Blank => CommandResult::None,
                     EntryPayload::Normal(command) => {
-                        batch.apply_command(entry.log_id.index, entry.log_id.leader_id.node_id, command)?
+                        batch.apply_entry(entry.log_id.index, entry.log_id.leader_id.node_id, command)?
                     }
                     EntryPayload::Membership(m) => {
                         membership = StoredMembership::new(Some(entry.log_id), m.clone());
@@ -175,9 +175,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 results.push(result);
             }
-            if let Some(last) = last {
-                batch.forget_old_requests(last.index)?;
-            }
+            batch.forget_old_requests(store.requests_remembered)?;
             let sm_meta = store.cf(CF_SM_META);
             let mut write = std::mem::take(&mut batch.batch);
             write.put_cf(sm_meta, META_LAST_APPLIED, encode(&last).map_err(StorageError::corrupt("last applied"))?);

@@ -181,7 +181,7 @@ impl TestCluster {
             self.slots
                 .values()
                 .filter_map(|s| s.node.as_ref())
-                .all(|n| n.read_view().applied() >= revision)
+                .all(|n| n.read_view().applied_revision() >= revision)
                 .then_some(())
         })
         .await

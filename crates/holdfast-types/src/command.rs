@@ -45,6 +45,11 @@ pub enum Command {
     Revoke { identity: String, scope: Scope, permissions: Vec<Permission> },
     /// Append events to the access audit trail.
     Audit { events: Vec<AuditEvent> },
+    /// Client writes (`Put` and `Delete` only) that arrived together, applied
+    /// in order as if each had its own entry: the write at position `p` of
+    /// the entry at index `i` gets revision `revision_of(i, p)`. Anything
+    /// else inside a batch is ignored and answers `CommandResult::None`.
+    Batch { commands: Vec<Command> },
 }
 
 impl Command {
@@ -69,6 +74,7 @@ impl std::fmt::Display for Command {
             Command::Grant { identity, scope, .. } => write!(f, "grant({identity}, {scope})"),
             Command::Revoke { identity, scope, .. } => write!(f, "revoke({identity}, {scope})"),
             Command::Audit { events } => write!(f, "audit({} events)", events.len()),
+            Command::Batch { commands } => write!(f, "batch({} writes)", commands.len()),
         }
     }
 }
@@ -88,6 +94,8 @@ pub enum CommandResult {
     NotFound,
     /// This request id was applied before; the first result is returned.
     Duplicate(Box<CommandResult>),
+    /// The results of a `Command::Batch`, one per command, in order.
+    Batch(Vec<CommandResult>),
 }
 
 /// The replicated keyring as storage keeps it: wrapped data keys by id and

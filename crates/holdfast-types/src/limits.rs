@@ -27,9 +27,20 @@ pub const PAGE_LIMIT_MAX: u32 = 1000;
 pub const PAGE_LIMIT_DEFAULT: u32 = 100;
 
 /// How many recent request ids the state machine remembers for idempotent
-/// retries. A client retries within seconds; a million entries covers far
-/// more than any retry window at our write rates while bounding disk use.
+/// retries (the oldest are forgotten first). A client retries within
+/// seconds; a million writes covers far more than any retry window at our
+/// write rates while bounding disk use.
 pub const REQUEST_IDS_REMEMBERED: u64 = 1_000_000;
+
+/// Most client writes one Raft entry carries. Concurrent writes are grouped
+/// so that one append, one fsync and one apply serve many; the revision
+/// layout leaves room for `1 << REVISION_POSITION_BITS` per entry.
+pub const WRITE_BATCH_COMMANDS_MAX: usize = 1 << crate::record::REVISION_POSITION_BITS;
+
+/// A batch of writes stops growing once its values reach this many bytes,
+/// so entries stay small enough to replicate smoothly (a single larger
+/// write still goes alone).
+pub const WRITE_BATCH_BYTES_MAX: usize = 1024 * 1024;
 
 /// Largest gRPC message a node accepts: a max-size value plus envelope and
 /// metadata overhead.

@@ -4,9 +4,36 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::*;
 
-/// A revision is the Raft log index of the entry that wrote it: global,
-/// strictly increasing, and the same on every replica.
+/// A revision names one write: `log index << REVISION_POSITION_BITS |
+/// position of the write in its entry` (see [`revision_of`]). Global,
+/// strictly increasing, the same on every replica; not dense, because one
+/// Raft entry may carry a batch of writes and most carry one.
 pub type Revision = u64;
+
+/// Bits of a revision that hold a write's position in its Raft entry.
+pub const REVISION_POSITION_BITS: u32 = 10;
+
+/// The revision of the write at `position` of the entry at log `index`.
+/// `position` must be below `1 << REVISION_POSITION_BITS` (the batcher
+/// never builds larger batches; see `WRITE_BATCH_COMMANDS_MAX`).
+pub fn revision_of(index: u64, position: u32) -> Revision {
+    (index << REVISION_POSITION_BITS) | u64::from(position & ((1 << REVISION_POSITION_BITS) - 1))
+}
+
+/// The highest revision any write in entries up to `index` can have: what
+/// "applied up to index" means in revisions.
+pub fn applied_revision(index: u64) -> Revision {
+    if index == 0 {
+        0
+    } else {
+        revision_of(index + 1, 0) - 1
+    }
+}
+
+/// The log index of the entry that wrote `revision`.
+pub fn revision_index(revision: Revision) -> u64 {
+    revision >> REVISION_POSITION_BITS
+}
 
 /// A request that breaks a rule; it is answered with `INVALID_ARGUMENT` and
 /// nothing is written.

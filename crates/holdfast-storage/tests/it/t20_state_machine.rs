@@ -2,6 +2,7 @@
 //! durability across reopening the database.
 
 use holdfast_storage::{StateMachineStore, Store};
+use holdfast_types::record::{applied_revision, revision_of};
 use holdfast_types::{
     AuditEvent, AuditOp, AuditOutcome, Command, CommandResult, Entry, Permission, RegistryName, Scope, WriteMeta,
 };
@@ -18,6 +19,11 @@ fn meta(request_id: &str) -> WriteMeta {
 
 fn entry(index: u64, command: Command) -> Entry {
     Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(command) }
+}
+
+/// The revision of the lone write in the entry at `index`.
+fn rev(index: u64) -> u64 {
+    revision_of(index, 0)
 }
 
 fn put(record: &str, value: &str, if_revision: Option<u64>, request_id: &str) -> Command {
@@ -50,31 +56,32 @@ async fn apply_reads_history_conditions_and_dedup() {
     let results = sm
         .apply(vec![
             entry(1, put("a", "v1", Some(0), "r1")),
-            entry(2, put("a", "v2", Some(1), "r2")),
-            entry(3, put("a", "v3", Some(1), "r3")),
+            entry(2, put("a", "v2", Some(rev(1)), "r2")),
+            entry(3, put("a", "v3", Some(rev(1)), "r3")),
             entry(4, put("a", "v1-again", None, "r1")),
             entry(5, Command::Delete { registry: reg(), record: b"a".to_vec(), if_revision: None, meta: meta("r5") }),
             entry(6, Command::Delete { registry: reg(), record: b"a".to_vec(), if_revision: None, meta: meta("r6") }),
         ])
         .await
         .unwrap();
-    assert_eq!(results[0], CommandResult::Written { revision: 1 });
-    assert_eq!(results[1], CommandResult::Written { revision: 2 });
-    assert_eq!(results[2], CommandResult::Conflict { current: 2 });
-    assert_eq!(results[3], CommandResult::Duplicate(Box::new(CommandResult::Written { revision: 1 })));
-    assert_eq!(results[4], CommandResult::Written { revision: 5 });
+    assert_eq!(results[0], CommandResult::Written { revision: rev(1) });
+    assert_eq!(results[1], CommandResult::Written { revision: rev(2) });
+    assert_eq!(results[2], CommandResult::Conflict { current: rev(2) });
+    assert_eq!(results[3], CommandResult::Duplicate(Box::new(CommandResult::Written { revision: rev(1) })));
+    assert_eq!(results[4], CommandResult::Written { revision: rev(5) });
     assert_eq!(results[5], CommandResult::NotFound);
 
     let view = sm.read_view();
     let (latest, applied) = view.get(reg(), b"a".to_vec(), None).await.unwrap();
     assert!(latest.is_none(), "deleted record is not live");
-    assert_eq!(applied, 6);
-    let (past, _) = view.get(reg(), b"a".to_vec(), Some(4)).await.unwrap();
+    assert_eq!(applied, applied_revision(6));
+    assert!(applied >= rev(6) && applied < rev(7));
+    let (past, _) = view.get(reg(), b"a".to_vec(), Some(rev(4))).await.unwrap();
     assert_eq!(past.unwrap().value.as_deref(), Some(&b"v2"[..]));
     let page = view.history(reg(), b"a".to_vec(), 0, 2).await.unwrap();
-    assert_eq!(page.versions.iter().map(|v| v.revision).collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!(page.next_after, Some(2));
-    let page = view.history(reg(), b"a".to_vec(), 2, 10).await.unwrap();
+    assert_eq!(page.versions.iter().map(|v| v.revision).collect::<Vec<_>>(), vec![rev(1), rev(2)]);
+    assert_eq!(page.next_after, Some(rev(2)));
+    let page = view.history(reg(), b"a".to_vec(), rev(2), 10).await.unwrap();
     assert_eq!(page.versions.len(), 1);
     assert!(page.versions[0].is_tombstone());
     assert_eq!(page.next_after, None);
@@ -86,10 +93,10 @@ async fn apply_reads_history_conditions_and_dedup() {
     assert_eq!(
         seen,
         vec![
-            (AuditOp::Put, AuditOutcome::Ok, 1),
-            (AuditOp::Put, AuditOutcome::Ok, 2),
-            (AuditOp::Put, AuditOutcome::Conflict, 2),
-            (AuditOp::Delete, AuditOutcome::Ok, 5),
+            (AuditOp::Put, AuditOutcome::Ok, rev(1)),
+            (AuditOp::Put, AuditOutcome::Ok, rev(2)),
+            (AuditOp::Put, AuditOutcome::Conflict, rev(2)),
+            (AuditOp::Delete, AuditOutcome::Ok, rev(5)),
             (AuditOp::Delete, AuditOutcome::NotFound, 0),
         ]
     );
@@ -185,7 +192,7 @@ async fn grants_and_audit_trail_apply_publish_and_travel_in_snapshots() {
         ])
         .await
         .unwrap();
-    assert_eq!(results[0], CommandResult::Written { revision: 1 });
+    assert_eq!(results[0], CommandResult::Written { revision: rev(1) });
     assert_eq!(results[3], CommandResult::NotFound, "revoking what is not held changes nothing");
     assert!(access.has_changed().unwrap(), "policy changes are published");
     let policy = access.borrow_and_update().clone();
@@ -215,4 +222,92 @@ async fn grants_and_audit_trail_apply_publish_and_travel_in_snapshots() {
     let sm = store.state_machine().await.unwrap();
     assert_eq!(*sm.read_view().access().borrow(), policy);
     assert_eq!(sm.read_view().digest().await.unwrap(), digest);
+}
+
+#[tokio::test]
+async fn a_batch_applies_its_writes_in_order_each_at_its_own_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut sm = store.state_machine().await.unwrap();
+    let delete = |record: &str, request_id: &str| Command::Delete {
+        registry: reg(),
+        record: record.as_bytes().to_vec(),
+        if_revision: None,
+        meta: meta(request_id),
+    };
+    let batch = Command::Batch {
+        commands: vec![
+            put("a", "v1", Some(0), "b1"),
+            // Sees the write just before it in the same batch.
+            put("a", "v2", Some(revision_of(3, 0)), "b2"),
+            put("a", "stale", Some(revision_of(3, 0)), "b3"),
+            // A retry inside the batch answers the first result.
+            put("a", "v1-again", None, "b1"),
+            delete("a", "b5"),
+            delete("never-written", "b6"),
+            // Only client writes may ride in a batch.
+            Command::RetireKey { key_id: 9 },
+            put("b", "w", None, "b8"),
+        ],
+    };
+    let results = sm.apply(vec![entry(2, put("z", "before", None, "z1")), entry(3, batch)]).await.unwrap();
+    assert_eq!(results[0], CommandResult::Written { revision: revision_of(2, 0) });
+    let CommandResult::Batch(results) = &results[1] else { panic!("a batch answers a batch: {:?}", results[1]) };
+    assert_eq!(
+        results,
+        &vec![
+            CommandResult::Written { revision: revision_of(3, 0) },
+            CommandResult::Written { revision: revision_of(3, 1) },
+            CommandResult::Conflict { current: revision_of(3, 1) },
+            CommandResult::Duplicate(Box::new(CommandResult::Written { revision: revision_of(3, 0) })),
+            CommandResult::Written { revision: revision_of(3, 4) },
+            CommandResult::NotFound,
+            CommandResult::None,
+            CommandResult::Written { revision: revision_of(3, 7) },
+        ]
+    );
+    assert!(revision_of(2, 0) < revision_of(3, 0) && revision_of(3, 7) <= applied_revision(3));
+
+    let view = sm.read_view();
+    let page = view.history(reg(), b"a".to_vec(), 0, 10).await.unwrap();
+    let revisions: Vec<_> = page.versions.iter().map(|v| (v.revision, v.is_tombstone())).collect();
+    assert_eq!(revisions, vec![(revision_of(3, 0), false), (revision_of(3, 1), false), (revision_of(3, 4), true)]);
+    let (b, applied) = view.get(reg(), b"b".to_vec(), None).await.unwrap();
+    assert_eq!(b.map(|v| v.revision), Some(revision_of(3, 7)));
+    assert_eq!(applied, applied_revision(3));
+    let (a_at, _) = view.get(reg(), b"a".to_vec(), Some(revision_of(3, 2))).await.unwrap();
+    assert_eq!(a_at.and_then(|v| v.value), Some(b"v2".to_vec()), "reads at a revision inside a batch");
+    // Each write of the batch left its own audit event.
+    let trail = view.audit_trail(reg(), b"a".to_vec(), None, 100).await.unwrap();
+    let seen: Vec<_> = trail.events.iter().map(|e| (e.op, e.outcome, e.revision)).collect();
+    assert_eq!(
+        seen,
+        vec![
+            (AuditOp::Put, AuditOutcome::Ok, revision_of(3, 0)),
+            (AuditOp::Put, AuditOutcome::Ok, revision_of(3, 1)),
+            (AuditOp::Put, AuditOutcome::Conflict, revision_of(3, 1)),
+            (AuditOp::Delete, AuditOutcome::Ok, revision_of(3, 4)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_oldest_request_ids_are_forgotten_beyond_the_limit_whatever_the_batching() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap().remember_requests(5);
+    let mut sm = store.state_machine().await.unwrap();
+    let batch =
+        Command::Batch { commands: (0..4).map(|i| put(&format!("r{i}"), "x", None, &format!("q{i}"))).collect() };
+    sm.apply(vec![entry(1, batch), entry(2, put("r4", "x", None, "q4")), entry(3, put("r5", "x", None, "q5"))])
+        .await
+        .unwrap();
+    sm.apply(vec![entry(4, put("r6", "x", None, "q6"))]).await.unwrap();
+    // Seven ids were remembered, five are kept: q0 and q1 are forgotten, so
+    // their retries write again; q2 is still known.
+    let results = sm
+        .apply(vec![entry(5, put("r0", "again", None, "q0")), entry(6, put("r2", "again", None, "q2"))])
+        .await
+        .unwrap();
+    assert_eq!(results[0], CommandResult::Written { revision: rev(5) });
+    assert!(matches!(results[1], CommandResult::Duplicate(_)), "{:?}", results[1]);
 }

@@ -229,7 +229,7 @@ async fn certificates_from_a_new_ca_are_picked_up_without_a_restart() -> anyhow:
     cluster.restart(follower).await?;
     let node = cluster.node(follower).expect("running");
     wait_until("the follower to apply the write", Duration::from_secs(20), || async {
-        (node.read_view().applied() >= written.revision).then_some(())
+        (node.read_view().applied_revision() >= written.revision).then_some(())
     })
     .await?;
     cluster.shutdown().await

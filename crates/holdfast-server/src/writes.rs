@@ -1,0 +1,91 @@
+//! Client writes go through one batcher per node: concurrent puts and
+//! deletes become one `Command::Batch` entry, so one Raft append, one fsync
+//! on each replica and one apply serve them all. Nothing is acknowledged
+//! before its entry is committed (synced on a quorum) and applied.
+
+use holdfast_types::limits::{WRITE_BATCH_BYTES_MAX, WRITE_BATCH_COMMANDS_MAX};
+use holdfast_types::{Command, CommandResult, Raft};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::batching::{self, Limits};
+use crate::error::ServerError;
+
+/// Writes waiting for a batch; when full, callers wait (backpressure).
+const QUEUE_WRITES_MAX: usize = 16 * 1024;
+/// Batches proposed at once. One is being appended and synced while the
+/// others replicate; more only makes batches smaller.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+struct PendingWrite {
+    command: Command,
+    done: oneshot::Sender<Result<CommandResult, ServerError>>,
+}
+
+/// Hands client writes to Raft in batches.
+#[derive(Clone)]
+pub struct WriteBatcher {
+    tx: mpsc::Sender<PendingWrite>,
+}
+
+impl WriteBatcher {
+    /// Starts the batching task; it ends at shutdown.
+    pub fn start(raft: Raft, shutdown: watch::Receiver<bool>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE_WRITES_MAX);
+        let limits =
+            Limits { items: WRITE_BATCH_COMMANDS_MAX, bytes: WRITE_BATCH_BYTES_MAX, in_flight: BATCHES_IN_FLIGHT };
+        let task =
+            tokio::spawn(batching::run(rx, limits, write_bytes, shutdown, move |batch| propose(raft.clone(), batch)));
+        (Self { tx }, task)
+    }
+
+    /// Proposes `command` (a put or delete) and returns its result once it
+    /// is committed and applied.
+    pub async fn write(&self, command: Command) -> Result<CommandResult, ServerError> {
+        let (done, wait) = oneshot::channel();
+        let stopped = || ServerError::NotReady("the node is shutting down".into());
+        self.tx.send(PendingWrite { command, done }).await.map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
+    }
+}
+
+/// What a write adds to an entry, for the batch size cap.
+fn write_bytes(pending: &PendingWrite) -> usize {
+    match &pending.command {
+        Command::Put { record, value, .. } => record.len() + value.len(),
+        Command::Delete { record, .. } => record.len(),
+        _ => 0,
+    }
+}
+
+/// Proposes one batch and hands each writer its own result. A lone write
+/// is proposed as itself.
+async fn propose(raft: Raft, mut batch: Vec<PendingWrite>) {
+    if batch.len() == 1 {
+        let PendingWrite { command, done } = batch.remove(0);
+        let result = raft.client_write(command).await.map(|r| r.data).map_err(ServerError::from);
+        let _ = done.send(result);
+        return;
+    }
+    let (commands, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.done)).unzip();
+    match raft.client_write(Command::Batch { commands }).await {
+        Ok(response) => match response.data {
+            CommandResult::Batch(results) if results.len() == waiters.len() => {
+                for (done, result) in waiters.into_iter().zip(results) {
+                    let _ = done.send(Ok(result));
+                }
+            }
+            other => {
+                tracing::error!(result = ?other, "a write batch applied with a result that does not match it");
+                for done in waiters {
+                    let _ = done.send(Err(ServerError::Raft("unexpected apply result".into())));
+                }
+            }
+        },
+        Err(e) => {
+            let error = ServerError::from(e);
+            for done in waiters {
+                let _ = done.send(Err(error.for_another_waiter()));
+            }
+        }
+    }
+}
