@@ -52,9 +52,13 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// How long one batch may keep trying (elections, a lost leader).
 const BATCH_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How a batch was committed: by this node as leader, at this log index,
+/// or handed to another leader (`None`).
+type Committed = Result<Option<u64>, String>;
+
 struct Pending {
     event: AuditEvent,
-    done: Option<oneshot::Sender<Result<(), String>>>,
+    done: Option<oneshot::Sender<Committed>>,
 }
 
 /// Records audit events for one node's services.
@@ -134,25 +138,50 @@ impl Auditor {
             self.record_detached(events);
             return Ok(());
         }
-        let Some(tx) = &self.tx else { return Ok(()) };
         let mut waits = Vec::with_capacity(events.len());
         for event in events {
-            let (done, wait) = oneshot::channel();
-            tx.send(Pending { event, done: Some(done) })
-                .await
-                .map_err(|_| ServerError::NotReady("the audit trail is shut down".into()))?;
-            waits.push(wait);
+            waits.push(self.enqueue(event).await?);
         }
         for wait in waits {
-            match wait.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    return Err(ServerError::Raft(format!("cannot record the access in the audit trail: {e}")))
-                }
-                Err(_) => return Err(ServerError::NotReady("the audit trail is shut down".into())),
-            }
+            Self::committed(wait).await?;
         }
         Ok(())
+    }
+
+    /// Strict mode only: commits `event` and returns the log index of the
+    /// entry that holds it when this node committed that entry itself, as
+    /// leader. Such a commit is a leadership confirmation that began after
+    /// the event was made (see `RegistryService::get_confirmed_by_audit`).
+    /// `None` when the trail is not strict or the batch went to another
+    /// leader.
+    pub async fn record_read_confirming(&self, event: AuditEvent) -> Result<Option<u64>, ServerError> {
+        if self.mode != AuditMode::Strict {
+            self.record_detached(vec![event]);
+            return Ok(None);
+        }
+        let wait = self.enqueue(event).await?;
+        Self::committed(wait).await
+    }
+
+    /// Whether reads wait for their events (`strict`).
+    pub fn is_strict(&self) -> bool {
+        self.mode == AuditMode::Strict && self.tx.is_some()
+    }
+
+    async fn enqueue(&self, event: AuditEvent) -> Result<oneshot::Receiver<Committed>, ServerError> {
+        let shut = || ServerError::NotReady("the audit trail is shut down".into());
+        let tx = self.tx.as_ref().ok_or_else(shut)?;
+        let (done, wait) = oneshot::channel();
+        tx.send(Pending { event, done: Some(done) }).await.map_err(|_| shut())?;
+        Ok(wait)
+    }
+
+    async fn committed(wait: oneshot::Receiver<Committed>) -> Result<Option<u64>, ServerError> {
+        match wait.await {
+            Ok(Ok(index)) => Ok(index),
+            Ok(Err(e)) => Err(ServerError::Raft(format!("cannot record the access in the audit trail: {e}"))),
+            Err(_) => Err(ServerError::NotReady("the audit trail is shut down".into())),
+        }
     }
 
     /// Records events without waiting (writes, whose history is their own
@@ -190,7 +219,7 @@ async fn run(
                 let count = events.len();
                 let result = commit(&raft, &network, events).await;
                 match &result {
-                    Ok(()) => metrics.audit_committed(count as u64),
+                    Ok(_) => metrics.audit_committed(count as u64),
                     Err(e) => {
                         tracing::warn!(events = count, error = %e, "could not commit audit events");
                         metrics.audit_dropped(count as u64);
@@ -207,18 +236,18 @@ async fn run(
 
 /// Commits one batch through the leader, retrying across elections until
 /// the deadline.
-async fn commit(raft: &Raft, network: &Network, events: Vec<AuditEvent>) -> Result<(), String> {
+async fn commit(raft: &Raft, network: &Network, events: Vec<AuditEvent>) -> Committed {
     let deadline = tokio::time::Instant::now() + BATCH_DEADLINE;
     let mut last_error;
     loop {
         match raft.client_write(Command::Audit { events: events.clone() }).await {
-            Ok(_) => return Ok(()),
+            Ok(response) => return Ok(Some(response.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
                 (Some(leader), Some(node)) => {
                     let mut peer = network.clone().new_client(leader, &node).await;
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     match peer.forward_audit(&events, left.min(Duration::from_secs(5))).await {
-                        Ok(()) => return Ok(()),
+                        Ok(()) => return Ok(None),
                         Err(e) => last_error = e,
                     }
                 }

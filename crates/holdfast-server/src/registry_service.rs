@@ -26,6 +26,7 @@ use crate::writes::WriteBatcher;
 
 /// Serves the registry API of one node.
 pub struct RegistryService {
+    raft: Raft,
     view: ReadView,
     codec: RecordCodec,
     unsafe_local_reads: bool,
@@ -45,8 +46,8 @@ impl RegistryService {
         auditor: Auditor,
         writes: WriteBatcher,
     ) -> Self {
-        let barrier = ReadBarrier::new(raft);
-        Self { view, codec, unsafe_local_reads, auth, auditor, barrier, writes }
+        let barrier = ReadBarrier::new(raft.clone());
+        Self { raft, view, codec, unsafe_local_reads, auth, auditor, barrier, writes }
     }
 
     /// Records a read that looked at a record (found or not). In strict mode
@@ -86,6 +87,69 @@ impl RegistryService {
         }
     }
 
+    /// Whether a linearizable get may use its strict audit commit as its
+    /// leadership confirmation: strict trail, linearizable read, and this
+    /// node believes it leads (a follower would refuse the read anyway).
+    fn audit_can_confirm(&self, consistency: i32) -> bool {
+        if consistency == pb::Consistency::Stale as i32 || self.unsafe_local_reads || !self.auditor.is_strict() {
+            return false;
+        }
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.current_leader == Some(metrics.id)
+    }
+
+    /// A linearizable get in one Raft round instead of two. The strict trail
+    /// must commit the read's event before answering anyway; when this node
+    /// commits that entry itself as leader, the commit is a leadership
+    /// confirmation by a quorum that began after the request arrived, and
+    /// once it is applied every write acknowledged before the request is
+    /// visible — exactly what ReadIndex establishes with a heartbeat round.
+    /// The event must name the revision read, so the record is read first
+    /// (from possibly stale local state), the event committed, and the
+    /// record read again: if it is unchanged, that second read is the
+    /// linearizable answer and the event describes it. Otherwise (a write
+    /// raced the read, or the batch went to another leader) `None`: the
+    /// caller takes the usual path, and the trail keeps one more event
+    /// than strictly needed — it never misses a read.
+    async fn get_confirmed_by_audit(
+        &self,
+        caller: &Caller,
+        registry: &RegistryName,
+        record: &[u8],
+    ) -> Result<Option<Result<pb::GetResponse, ServerError>>, ServerError> {
+        let (before, _) = self.view.get(registry.clone(), record.to_vec(), None).await?;
+        let (revision, outcome) = read_outcome(before.as_ref(), false);
+        let event = self.auditor.event(caller.name(), registry, record, AuditOp::Get, revision, outcome);
+        let Some(index) = self.auditor.record_read_confirming(event).await? else { return Ok(None) };
+        // client_write answers after its entry is applied; wait anyway, so
+        // the argument above never rests on that detail.
+        self.view.wait_applied(index).await?;
+        let (version, applied) = self.view.get(registry.clone(), record.to_vec(), None).await?;
+        if read_outcome(version.as_ref(), false) != (revision, outcome) {
+            return Ok(None);
+        }
+        Ok(Some(self.get_answer(registry, record, version, false, applied)))
+    }
+
+    /// The answer to a get once its read is confirmed and audited.
+    fn get_answer(
+        &self,
+        registry: &RegistryName,
+        record: &[u8],
+        version: Option<RecordVersion>,
+        at_revision: bool,
+        applied: Revision,
+    ) -> Result<pb::GetResponse, ServerError> {
+        match version {
+            Some(v) if at_revision || !v.is_tombstone() => {
+                let opened = self.open_version(registry, record, v)?.1;
+                Ok(pb::GetResponse { record: Some(opened), applied_revision: applied })
+            }
+            _ => Err(ServerError::NotFound(format!("no record with that id in registry {registry}"))),
+        }
+    }
+
     /// Opens a stored version: the client's record id (when the value
     /// carries it) and the revision as the API returns it.
     fn open_version(
@@ -111,6 +175,14 @@ impl RegistryService {
             reason: v.reason,
         };
         Ok((record_id, revision))
+    }
+}
+
+/// What a get saw, as its audit event records it.
+fn read_outcome(version: Option<&RecordVersion>, at_revision: bool) -> (Revision, AuditOutcome) {
+    match version {
+        Some(v) if at_revision || !v.is_tombstone() => (v.revision, AuditOutcome::Ok),
+        _ => (0, AuditOutcome::NotFound),
     }
 }
 
@@ -195,21 +267,17 @@ impl Registry for RegistryService {
             validate_record_id(&req.record_id)?;
             let record = self.codec.storage_record(&registry, &req.record_id);
             self.auditor.authorize(&self.auth, &caller, &registry, &record, AuditOp::Get, Permission::Read)?;
-            self.read_barrier(req.consistency).await?;
             let at = (req.at_revision > 0).then_some(req.at_revision);
-            let (version, applied) = self.view.get(registry.clone(), record.clone(), at).await?;
-            match version {
-                Some(v) if at.is_some() || !v.is_tombstone() => {
-                    let revision = v.revision;
-                    let opened = self.open_version(&registry, &record, v)?.1;
-                    self.audit_read(&caller, &registry, &record, AuditOp::Get, revision, AuditOutcome::Ok).await?;
-                    Ok(pb::GetResponse { record: Some(opened), applied_revision: applied })
-                }
-                _ => {
-                    self.audit_read(&caller, &registry, &record, AuditOp::Get, 0, AuditOutcome::NotFound).await?;
-                    Err(ServerError::NotFound(format!("no record with that id in registry {registry}")))
+            if at.is_none() && self.audit_can_confirm(req.consistency) {
+                if let Some(answer) = self.get_confirmed_by_audit(&caller, &registry, &record).await? {
+                    return answer;
                 }
             }
+            self.read_barrier(req.consistency).await?;
+            let (version, applied) = self.view.get(registry.clone(), record.clone(), at).await?;
+            let (revision, outcome) = read_outcome(version.as_ref(), at.is_some());
+            self.audit_read(&caller, &registry, &record, AuditOp::Get, revision, outcome).await?;
+            self.get_answer(&registry, &record, version, at.is_some(), applied)
         };
         run.await.map(Response::new).map_err(to_status)
     }
