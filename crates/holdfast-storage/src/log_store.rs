@@ -135,7 +135,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut batch = WriteBatch::default();
             batch.put_cf(this.store.cf(CF_RAFT_META), META_COMMITTED, bytes);
             // A stale committed id only makes a restarted node re-apply less
-            // eagerly; `last_applied` itself becomes durable with the next synced write.
+            // eagerly; the state machine's own last_applied is synced.
             this.store.write_unsynced(batch)
         })
         .await
@@ -199,10 +199,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = encode(&log_id).map_err(StorageError::corrupt("last purged log id"))?;
             let mut batch = WriteBatch::default();
             // The purge marker and the deletion land together, so the log
-            // never shows a hole without the marker explaining it. Synced:
-            // this also makes every earlier state-machine apply durable
-            // (applies are unsynced; see `StateMachineStore::apply`), so no
-            // entry leaves the log before its effect is on disk.
+            // never shows a hole without the marker explaining it.
             batch.put_cf(this.store.cf(CF_RAFT_META), META_LAST_PURGED, bytes);
             batch.delete_range_cf(this.store.cf(CF_LOG), log_key(0), log_key(log_id.index.saturating_add(1)));
             this.store.write_synced(batch)

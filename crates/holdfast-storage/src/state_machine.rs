@@ -181,14 +181,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             write.put_cf(sm_meta, META_LAST_APPLIED, encode(&last).map_err(StorageError::corrupt("last applied"))?);
             write.put_cf(sm_meta, META_MEMBERSHIP, encode(&membership).map_err(StorageError::corrupt("membership"))?);
             // Records, history, request ids, last_applied and membership of
-            // every entry land together or not at all. Not synced: every
-            // entry applied here is already synced in the log of a quorum,
-            // and a crash that loses this write only rolls `last_applied`
-            // back, so the entries are applied again from the log. The log
-            // keeps them until a purge, and a purge is a synced write to the
-            // same write-ahead log, which makes every apply before it
-            // durable first (RocksDB syncs the WAL in order).
-            store.write_unsynced(write)?;
+            // every entry land together, synced, or not at all.
+            store.write_synced(write)?;
             let keyring = if batch.keys_changed.is_empty() { None } else { Some(read_keyring(&store)?) };
             let access = if batch.access_changed() { Some(read_access(&store)?) } else { None };
             Ok((results, last, membership, keyring, access))
