@@ -1,7 +1,8 @@
 //! The register model for one key, and how recorded ops become model ops.
 //!
-//! State is the key's `(value, revision)`; revision is the Raft log index of
-//! the write, so writes linearize in revision order. A write whose revision
+//! State is the key's `(value, revision)`; a revision grows with the Raft
+//! log (log index << 10 | position in the entry), so writes linearize in
+//! revision order. A write whose revision
 //! the harness cannot learn gets a synthetic revision above
 //! [`SYNTHETIC_REVISION_BASE`], which the model treats as "some unknown,
 //! later index".
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::history::{Call, Micros, Op, Outcome};
 
 /// Revisions at or above this are placeholders for an unknown real revision;
-/// real Raft log indexes never get near it.
+/// real revisions (log index << 10) never get near it.
 pub const SYNTHETIC_REVISION_BASE: u64 = 1 << 62;
 
 /// The register's state; `value == 0` means absent (workload values start at 1).
