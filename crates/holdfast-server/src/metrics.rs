@@ -28,6 +28,10 @@ pub struct NodeMetrics {
     ready: AtomicBool,
     audit_committed: AtomicU64,
     audit_dropped: AtomicU64,
+    /// Linearizable gets answered on their audit commit, and those that fell
+    /// back to a ReadIndex round.
+    gets_confirmed_by_audit: AtomicU64,
+    gets_fell_back: AtomicU64,
     /// Set when the node serves TLS: failed handshakes and reloads.
     tls: Option<(Arc<TlsState>, Arc<HandshakeStats>)>,
 }
@@ -52,6 +56,8 @@ impl NodeMetrics {
             ready: AtomicBool::new(false),
             audit_committed: AtomicU64::new(0),
             audit_dropped: AtomicU64::new(0),
+            gets_confirmed_by_audit: AtomicU64::new(0),
+            gets_fell_back: AtomicU64::new(0),
             tls,
         })
     }
@@ -64,6 +70,13 @@ impl NodeMetrics {
     /// Audit events this node could not commit (queue full, no quorum).
     pub fn audit_dropped(&self, events: u64) {
         self.audit_dropped.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// A linearizable get tried its audit commit as its leadership
+    /// confirmation: `answered` on it, or fell back to a ReadIndex round.
+    pub fn get_confirmed_by_audit(&self, answered: bool) {
+        let counter = if answered { &self.gets_confirmed_by_audit } else { &self.gets_fell_back };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn requests(&self) -> Arc<RequestStats> {
@@ -180,6 +193,15 @@ impl NodeMetrics {
             "holdfast_audit_events_dropped_total",
             "Access audit events this node could not record (strict reads among them failed)",
             &[("", self.audit_dropped.load(Ordering::Relaxed))],
+        );
+        counter(
+            &mut out,
+            "holdfast_gets_confirmed_by_audit_total",
+            "Linearizable gets whose strict audit commit confirmed leadership (answered), or that then took a ReadIndex round (fell_back)",
+            &[
+                ("result=\"answered\"", self.gets_confirmed_by_audit.load(Ordering::Relaxed)),
+                ("result=\"fell_back\"", self.gets_fell_back.load(Ordering::Relaxed)),
+            ],
         );
         histogram_header(&mut out, "holdfast_storage_fsync_seconds", "Duration of synced (fsync) storage writes");
         histogram(&mut out, "holdfast_storage_fsync_seconds", "", &self.sync_latency.snapshot());

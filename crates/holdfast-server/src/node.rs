@@ -257,6 +257,7 @@ async fn serve(
         auth.clone(),
         auditor.clone(),
         writes,
+        metrics.clone(),
     );
     let cluster =
         ClusterService::new(config.id, config.node_info(), raft.clone(), view.clone(), codec.clone(), auth.clone());

@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 use crate::audit::Auditor;
 use crate::auth::{Authorizer, Caller};
 use crate::error::{to_status, ServerError};
+use crate::metrics::NodeMetrics;
 use crate::read_barrier::ReadBarrier;
 use crate::records::RecordCodec;
 use crate::writes::WriteBatcher;
@@ -34,6 +35,7 @@ pub struct RegistryService {
     auditor: Auditor,
     barrier: Arc<ReadBarrier>,
     writes: WriteBatcher,
+    metrics: Arc<NodeMetrics>,
 }
 
 impl RegistryService {
@@ -45,9 +47,10 @@ impl RegistryService {
         auth: Authorizer,
         auditor: Auditor,
         writes: WriteBatcher,
+        metrics: Arc<NodeMetrics>,
     ) -> Self {
         let barrier = ReadBarrier::new(raft.clone());
-        Self { raft, view, codec, unsafe_local_reads, auth, auditor, barrier, writes }
+        Self { raft, view, codec, unsafe_local_reads, auth, auditor, barrier, writes, metrics }
     }
 
     /// Records a read that looked at a record (found or not). In strict mode
@@ -121,12 +124,17 @@ impl RegistryService {
         let (before, _) = self.view.get(registry.clone(), record.to_vec(), None).await?;
         let (revision, outcome) = read_outcome(before.as_ref(), false);
         let event = self.auditor.event(caller.name(), registry, record, AuditOp::Get, revision, outcome);
-        let Some(index) = self.auditor.record_read_confirming(event).await? else { return Ok(None) };
+        let Some(index) = self.auditor.record_read_confirming(event).await? else {
+            self.metrics.get_confirmed_by_audit(false);
+            return Ok(None);
+        };
         // client_write answers after its entry is applied; wait anyway, so
         // the argument above never rests on that detail.
         self.view.wait_applied(index).await?;
         let (version, applied) = self.view.get(registry.clone(), record.to_vec(), None).await?;
-        if read_outcome(version.as_ref(), false) != (revision, outcome) {
+        let unchanged = read_outcome(version.as_ref(), false) == (revision, outcome);
+        self.metrics.get_confirmed_by_audit(unchanged);
+        if !unchanged {
             return Ok(None);
         }
         Ok(Some(self.get_answer(registry, record, version, false, applied)))

@@ -109,8 +109,8 @@ async fn gets_confirmed_by_their_audit_commit_are_linearizable_and_recorded() ->
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
-    let cluster = TestCluster::start(&["a", "b", "c"]).await?;
-    cluster.wait_for_leader(LEADER_TIMEOUT).await?;
+    let cluster = TestCluster::start_with(&["a", "b", "c"], |c| c.metrics_listen = Some("127.0.0.1:0".into())).await?;
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await?;
     let c = client(cluster.endpoints());
     let first = c.put("population", "UA-7", "v1", opts("birth")).await?;
     let got = c.get("population", "UA-7", ReadOptions::default()).await?.expect("written");
@@ -157,5 +157,14 @@ async fn gets_confirmed_by_their_audit_commit_are_linearizable_and_recorded() ->
         );
     }
     assert!(!returned.is_empty(), "the reader read while the writer wrote");
+    // The gets were answered on their audit commits (no extra round), unless
+    // leadership moved meanwhile.
+    if cluster.wait_for_leader(LEADER_TIMEOUT).await? == leader {
+        let addr = cluster.node(leader).and_then(|n| n.metrics_addr()).expect("metrics_listen was set");
+        let metrics = crate::t50_health::http(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+        let answered =
+            crate::t50_health::sample(&metrics, "holdfast_gets_confirmed_by_audit_total{result=\"answered\"}");
+        assert!(answered.is_some_and(|n| n >= 2.0), "{metrics}");
+    }
     cluster.shutdown().await
 }
