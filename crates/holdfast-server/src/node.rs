@@ -36,7 +36,7 @@ use crate::metrics::NodeMetrics;
 use crate::network::Network;
 use crate::raft_service::RaftService;
 use crate::records::RecordCodec;
-use crate::registry_service::RegistryService;
+use crate::registry_service::{RegistryParts, RegistryService};
 use crate::request_metrics::RequestMetricsLayer;
 use crate::tls::TlsState;
 use crate::tls_accept::{self, HandshakeStats};
@@ -249,16 +249,16 @@ async fn serve(
     let Services { raft, view, codec, auditor, writes } = services;
     // Only a TLS node knows who calls; a plaintext node checks nothing.
     let auth = Authorizer::new(view.access(), config.admins.clone(), matches!(transport, Transport::Tls(..)));
-    let registry = RegistryService::new(
-        raft.clone(),
-        view.clone(),
-        codec.clone(),
-        config.unsafe_local_reads,
-        auth.clone(),
-        auditor.clone(),
+    let registry = RegistryService::new(RegistryParts {
+        raft: raft.clone(),
+        view: view.clone(),
+        codec: codec.clone(),
+        unsafe_local_reads: config.unsafe_local_reads,
+        auth: auth.clone(),
+        auditor: auditor.clone(),
         writes,
-        metrics.clone(),
-    );
+        metrics: metrics.clone(),
+    });
     let cluster =
         ClusterService::new(config.id, config.node_info(), raft.clone(), view.clone(), codec.clone(), auth.clone());
     let access = AccessService::new(raft.clone(), auth.clone());

@@ -38,17 +38,21 @@ pub struct RegistryService {
     metrics: Arc<NodeMetrics>,
 }
 
+/// What the registry service is built from.
+pub struct RegistryParts {
+    pub raft: Raft,
+    pub view: ReadView,
+    pub codec: RecordCodec,
+    pub unsafe_local_reads: bool,
+    pub auth: Authorizer,
+    pub auditor: Auditor,
+    pub writes: WriteBatcher,
+    pub metrics: Arc<NodeMetrics>,
+}
+
 impl RegistryService {
-    pub fn new(
-        raft: Raft,
-        view: ReadView,
-        codec: RecordCodec,
-        unsafe_local_reads: bool,
-        auth: Authorizer,
-        auditor: Auditor,
-        writes: WriteBatcher,
-        metrics: Arc<NodeMetrics>,
-    ) -> Self {
+    pub fn new(parts: RegistryParts) -> Self {
+        let RegistryParts { raft, view, codec, unsafe_local_reads, auth, auditor, writes, metrics } = parts;
         let barrier = ReadBarrier::new(raft.clone());
         Self { raft, view, codec, unsafe_local_reads, auth, auditor, barrier, writes, metrics }
     }
