@@ -4,7 +4,7 @@
 //! before its entry is committed (synced on a quorum) and applied.
 
 use holdfast_types::limits::{WRITE_BATCH_BYTES_MAX, WRITE_BATCH_COMMANDS_MAX};
-use holdfast_types::{Command, CommandResult, Raft};
+use holdfast_types::{BatchedWrite, Command, CommandResult, Raft};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batching::{self, Limits};
@@ -50,11 +50,7 @@ impl WriteBatcher {
 
 /// What a write adds to an entry, for the batch size cap.
 fn write_bytes(pending: &PendingWrite) -> usize {
-    match &pending.command {
-        Command::Put { record, value, .. } => record.len() + value.len(),
-        Command::Delete { record, .. } => record.len(),
-        _ => 0,
-    }
+    pending.command.as_write().map_or(0, |w| w.record.len() + w.value.map_or(0, <[u8]>::len))
 }
 
 /// Proposes one batch and hands each writer its own result. A lone write
@@ -66,8 +62,20 @@ async fn propose(raft: Raft, mut batch: Vec<PendingWrite>) {
         let _ = done.send(result);
         return;
     }
-    let (commands, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.done)).unzip();
-    match raft.client_write(Command::Batch { commands }).await {
+    let mut writes = Vec::with_capacity(batch.len());
+    let mut waiters = Vec::with_capacity(batch.len());
+    for PendingWrite { command, done } in batch {
+        match BatchedWrite::try_from(command) {
+            Ok(write) => {
+                writes.push(write);
+                waiters.push(done);
+            }
+            Err(other) => {
+                let _ = done.send(Err(ServerError::InvalidArgument(format!("{other} cannot ride in a write batch"))));
+            }
+        }
+    }
+    match raft.client_write(Command::Batch { writes }).await {
         Ok(response) => match response.data {
             CommandResult::Batch(results) if results.len() == waiters.len() => {
                 for (done, result) in waiters.into_iter().zip(results) {

@@ -11,7 +11,7 @@ use holdfast_types::limits::WRITE_BATCH_COMMANDS_MAX;
 use holdfast_types::record::revision_of;
 use holdfast_types::{
     AuditEvent, AuditOp, AuditOutcome, Command, CommandResult, Permission, RecordVersion, RegistryName, Revision,
-    WriteMeta,
+    WriteMeta, WriteRef,
 };
 
 use crate::db::Store;
@@ -103,27 +103,25 @@ impl<'a> ApplyBatch<'a> {
         proposer: u64,
         command: &Command,
     ) -> Result<CommandResult, StorageError> {
-        match command {
-            Command::Batch { commands } => {
-                let mut results = Vec::with_capacity(commands.len());
-                for (position, command) in commands.iter().enumerate() {
-                    let result = match (command, u32::try_from(position)) {
-                        (Command::Put { .. } | Command::Delete { .. }, Ok(position))
-                            if (position as usize) < WRITE_BATCH_COMMANDS_MAX =>
-                        {
-                            self.apply_write(revision_of(index, position), proposer, command)?
-                        }
-                        // Only client writes may ride in a batch, and no more
-                        // than the revision layout can number.
-                        _ => CommandResult::None,
-                    };
-                    results.push(result);
-                }
-                Ok(CommandResult::Batch(results))
-            }
-            Command::Put { .. } | Command::Delete { .. } => self.apply_write(revision_of(index, 0), proposer, command),
-            _ => self.apply_key_command(index, command),
+        if let Some(write) = command.as_write() {
+            return self.apply_write(revision_of(index, 0), proposer, write);
         }
+        let Command::Batch { writes } = command else {
+            return self.apply_key_command(index, command);
+        };
+        let mut results = Vec::with_capacity(writes.len());
+        for (position, write) in writes.iter().enumerate() {
+            let result = match u32::try_from(position) {
+                Ok(position) if (position as usize) < WRITE_BATCH_COMMANDS_MAX => {
+                    self.apply_write(revision_of(index, position), proposer, write.as_write())?
+                }
+                // More than the revision layout can number: never proposed
+                // by a node; refused whole rather than half applied.
+                _ => CommandResult::None,
+            };
+            results.push(result);
+        }
+        Ok(CommandResult::Batch(results))
     }
 
     /// Applies one client write at `revision`.
@@ -131,52 +129,29 @@ impl<'a> ApplyBatch<'a> {
         &mut self,
         revision: Revision,
         proposer: u64,
-        command: &Command,
+        write: WriteRef<'_>,
     ) -> Result<CommandResult, StorageError> {
-        let Some(meta) = command.meta() else {
-            return Ok(CommandResult::None);
-        };
+        let WriteRef { registry, record, value, if_revision, meta } = write;
         if !meta.request_id.is_empty() {
             if let Some(first) = self.remembered(&meta.request_id)? {
                 return Ok(CommandResult::Duplicate(Box::new(first)));
             }
         }
-        let result = match command {
-            Command::Put { registry, record, value, if_revision, meta } => {
-                let current = self.latest(&record_key(registry, record))?;
-                match check_condition(current.as_ref(), *if_revision) {
-                    Some(conflict) => conflict,
-                    None => {
-                        let create_revision = current.map_or(revision, |c| c.create_revision);
-                        self.write_version(
-                            registry,
-                            record,
-                            version(revision, Some(value.clone()), create_revision, meta),
-                        )?;
-                        CommandResult::Written { revision }
-                    }
+        let current = self.latest(&record_key(registry, record))?;
+        let result = match (value, current) {
+            // Deleting what does not exist writes nothing.
+            (None, None) => CommandResult::NotFound,
+            (value, current) => match check_condition(current.as_ref(), if_revision) {
+                Some(conflict) => conflict,
+                None => {
+                    let create_revision = current.map_or(revision, |c| c.create_revision);
+                    let stored = version(revision, value.map(<[u8]>::to_vec), create_revision, meta);
+                    self.write_version(registry, record, stored)?;
+                    CommandResult::Written { revision }
                 }
-            }
-            Command::Delete { registry, record, if_revision, meta } => {
-                let current = self.latest(&record_key(registry, record))?;
-                match current {
-                    None => CommandResult::NotFound,
-                    Some(current) => match check_condition(Some(&current), *if_revision) {
-                        Some(conflict) => conflict,
-                        None => {
-                            self.write_version(
-                                registry,
-                                record,
-                                version(revision, None, current.create_revision, meta),
-                            )?;
-                            CommandResult::Written { revision }
-                        }
-                    },
-                }
-            }
-            _ => return Ok(CommandResult::None),
+            },
         };
-        self.audit_write(revision, proposer, command, meta, &result)?;
+        self.audit_write(revision, proposer, write, &result)?;
         self.remember(revision, &meta.request_id, &result)?;
         Ok(result)
     }
@@ -189,15 +164,10 @@ impl<'a> ApplyBatch<'a> {
         &mut self,
         revision: Revision,
         proposer: u64,
-        command: &Command,
-        meta: &WriteMeta,
+        write: WriteRef<'_>,
         result: &CommandResult,
     ) -> Result<(), StorageError> {
-        let (registry, record, op) = match command {
-            Command::Put { registry, record, .. } => (registry, record, AuditOp::Put),
-            Command::Delete { registry, record, .. } => (registry, record, AuditOp::Delete),
-            _ => return Ok(()),
-        };
+        let op = if write.value.is_some() { AuditOp::Put } else { AuditOp::Delete };
         let (revision_seen, outcome) = match result {
             CommandResult::Written { revision } => (*revision, AuditOutcome::Ok),
             CommandResult::Conflict { current } => (*current, AuditOutcome::Conflict),
@@ -205,17 +175,17 @@ impl<'a> ApplyBatch<'a> {
             CommandResult::None | CommandResult::Duplicate(_) | CommandResult::Batch(_) => return Ok(()),
         };
         let event = AuditEvent {
-            time_ms: meta.commit_time_ms,
-            identity: meta.actor.clone(),
-            registry: registry.clone(),
-            record: record.clone(),
+            time_ms: write.meta.commit_time_ms,
+            identity: write.meta.actor.clone(),
+            registry: write.registry.clone(),
+            record: write.record.to_vec(),
             op,
             revision: revision_seen,
             outcome,
             node: proposer,
         };
         let bytes = encode(&event).map_err(StorageError::corrupt("audit event"))?;
-        self.batch.put_cf(self.store.cf(CF_AUDIT), audit_key(registry, record, revision, 0), bytes);
+        self.batch.put_cf(self.store.cf(CF_AUDIT), audit_key(write.registry, write.record, revision, 0), bytes);
         Ok(())
     }
 

@@ -125,15 +125,20 @@ mod tests {
             outcome: AuditOutcome::Ok,
             node: 1,
         };
+        let put = Command::Put {
+            registry: registry.clone(),
+            record: vec![2; 32],
+            value: vec![3; 64],
+            if_revision: Some(1),
+            meta: meta.clone(),
+        };
+        let delete = Command::Delete { registry: registry.clone(), record: vec![4; 32], if_revision: None, meta };
+        let batch = Command::Batch {
+            writes: [put.clone(), delete].into_iter().map(|c| crate::BatchedWrite::try_from(c).unwrap()).collect(),
+        };
         vec![
-            encode(&Command::Put {
-                registry: registry.clone(),
-                record: vec![2; 32],
-                value: vec![3; 64],
-                if_revision: Some(1),
-                meta,
-            })
-            .unwrap(),
+            encode(&put).unwrap(),
+            encode(&batch).unwrap(),
             encode(&Command::Grant {
                 identity: "svc".into(),
                 scope: Scope::Registry(registry),

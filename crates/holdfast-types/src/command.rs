@@ -45,18 +45,78 @@ pub enum Command {
     Revoke { identity: String, scope: Scope, permissions: Vec<Permission> },
     /// Append events to the access audit trail.
     Audit { events: Vec<AuditEvent> },
-    /// Client writes (`Put` and `Delete` only) that arrived together, applied
-    /// in order as if each had its own entry: the write at position `p` of
-    /// the entry at index `i` gets revision `revision_of(i, p)`. Anything
-    /// else inside a batch is ignored and answers `CommandResult::None`.
-    Batch { commands: Vec<Command> },
+    /// Client writes that arrived together, applied in order as if each had
+    /// its own entry: the write at position `p` of the entry at index `i`
+    /// gets revision `revision_of(i, p)`.
+    Batch { writes: Vec<BatchedWrite> },
+}
+
+/// A client write as a batch carries it: the fields of `Command::Put` or
+/// `Command::Delete`. Its own type rather than `Command`, so a batch can
+/// never hold a batch and decoding an entry (from a peer or from disk)
+/// never recurses, however the bytes were crafted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchedWrite {
+    Put { registry: RegistryName, record: Vec<u8>, value: Vec<u8>, if_revision: Option<Revision>, meta: WriteMeta },
+    Delete { registry: RegistryName, record: Vec<u8>, if_revision: Option<Revision>, meta: WriteMeta },
+}
+
+/// One client write, borrowed from a `Command` or a `BatchedWrite`;
+/// `value` is `None` for a delete.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteRef<'a> {
+    pub registry: &'a RegistryName,
+    pub record: &'a [u8],
+    pub value: Option<&'a [u8]>,
+    pub if_revision: Option<Revision>,
+    pub meta: &'a WriteMeta,
+}
+
+impl BatchedWrite {
+    pub fn as_write(&self) -> WriteRef<'_> {
+        match self {
+            BatchedWrite::Put { registry, record, value, if_revision, meta } => {
+                WriteRef { registry, record, value: Some(value), if_revision: *if_revision, meta }
+            }
+            BatchedWrite::Delete { registry, record, if_revision, meta } => {
+                WriteRef { registry, record, value: None, if_revision: *if_revision, meta }
+            }
+        }
+    }
+}
+
+impl TryFrom<Command> for BatchedWrite {
+    /// Anything but a put or a delete is handed back.
+    type Error = Command;
+
+    fn try_from(command: Command) -> Result<Self, Command> {
+        match command {
+            Command::Put { registry, record, value, if_revision, meta } => {
+                Ok(BatchedWrite::Put { registry, record, value, if_revision, meta })
+            }
+            Command::Delete { registry, record, if_revision, meta } => {
+                Ok(BatchedWrite::Delete { registry, record, if_revision, meta })
+            }
+            other => Err(other),
+        }
+    }
 }
 
 impl Command {
     /// Client writes carry metadata; key management commands do not.
     pub fn meta(&self) -> Option<&WriteMeta> {
+        self.as_write().map(|w| w.meta)
+    }
+
+    /// The client write this command is, if it is a put or a delete.
+    pub fn as_write(&self) -> Option<WriteRef<'_>> {
         match self {
-            Command::Put { meta, .. } | Command::Delete { meta, .. } => Some(meta),
+            Command::Put { registry, record, value, if_revision, meta } => {
+                Some(WriteRef { registry, record, value: Some(value), if_revision: *if_revision, meta })
+            }
+            Command::Delete { registry, record, if_revision, meta } => {
+                Some(WriteRef { registry, record, value: None, if_revision: *if_revision, meta })
+            }
             _ => None,
         }
     }
@@ -74,7 +134,7 @@ impl std::fmt::Display for Command {
             Command::Grant { identity, scope, .. } => write!(f, "grant({identity}, {scope})"),
             Command::Revoke { identity, scope, .. } => write!(f, "revoke({identity}, {scope})"),
             Command::Audit { events } => write!(f, "audit({} events)", events.len()),
-            Command::Batch { commands } => write!(f, "batch({} writes)", commands.len()),
+            Command::Batch { writes } => write!(f, "batch({} writes)", writes.len()),
         }
     }
 }

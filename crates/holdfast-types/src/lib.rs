@@ -13,7 +13,7 @@ pub mod topology;
 
 pub use access::{AccessPolicy, Permission, Scope};
 pub use audit::{AuditEvent, AuditOp, AuditOutcome};
-pub use command::{Command, CommandResult, KeyringState, WriteMeta};
+pub use command::{BatchedWrite, Command, CommandResult, KeyringState, WriteMeta, WriteRef};
 pub use node::{Jurisdiction, NodeInfo, Placement};
 pub use record::{RecordVersion, RegistryName, Revision, ValidationError};
 
