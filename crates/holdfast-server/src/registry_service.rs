@@ -125,8 +125,14 @@ impl RegistryService {
         registry: &RegistryName,
         record: &[u8],
     ) -> Result<Option<Result<pb::GetResponse, ServerError>>, ServerError> {
-        let (before, _) = self.view.get(registry.clone(), record.to_vec(), None).await?;
+        let (before, applied_before) = self.view.get(registry.clone(), record.to_vec(), None).await?;
         let (revision, outcome) = read_outcome(before.as_ref(), false);
+        // Opened first: a value that fails to open returns an error and no
+        // data, and leaves no read in the trail (as on the usual path).
+        let answer = self.get_answer(registry, record, before, false, applied_before);
+        if returns_nothing(&answer) {
+            return Ok(Some(answer));
+        }
         let event = self.auditor.event(caller.name(), registry, record, AuditOp::Get, revision, outcome);
         let Some(index) = self.auditor.record_read_confirming(event).await? else {
             self.metrics.get_confirmed_by_audit(false);
@@ -136,12 +142,13 @@ impl RegistryService {
         // the argument above never rests on that detail.
         self.view.wait_applied(index).await?;
         let (version, applied) = self.view.get(registry.clone(), record.to_vec(), None).await?;
+        // Same revision, same plaintext (re-sealing never changes it).
         let unchanged = read_outcome(version.as_ref(), false) == (revision, outcome);
         self.metrics.get_confirmed_by_audit(unchanged);
         if !unchanged {
             return Ok(None);
         }
-        Ok(Some(self.get_answer(registry, record, version, false, applied)))
+        Ok(Some(answer.map(|response| pb::GetResponse { applied_revision: applied, ..response })))
     }
 
     /// The answer to a get once its read is confirmed and audited.
@@ -188,6 +195,13 @@ impl RegistryService {
         };
         Ok((record_id, revision))
     }
+}
+
+/// Whether a get's answer is an error that returns no data and says
+/// nothing about the record (a value that failed to open): such a read is
+/// not recorded. "Not found" does say something, and is recorded.
+fn returns_nothing(answer: &Result<pb::GetResponse, ServerError>) -> bool {
+    matches!(answer, Err(e) if !matches!(e, ServerError::NotFound(_)))
 }
 
 /// What a get saw, as its audit event records it.
@@ -288,8 +302,11 @@ impl Registry for RegistryService {
             self.read_barrier(req.consistency).await?;
             let (version, applied) = self.view.get(registry.clone(), record.clone(), at).await?;
             let (revision, outcome) = read_outcome(version.as_ref(), at.is_some());
-            self.audit_read(&caller, &registry, &record, AuditOp::Get, revision, outcome).await?;
-            self.get_answer(&registry, &record, version, at.is_some(), applied)
+            let answer = self.get_answer(&registry, &record, version, at.is_some(), applied);
+            if !returns_nothing(&answer) {
+                self.audit_read(&caller, &registry, &record, AuditOp::Get, revision, outcome).await?;
+            }
+            answer
         };
         run.await.map(Response::new).map_err(to_status)
     }

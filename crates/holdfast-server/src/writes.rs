@@ -3,6 +3,8 @@
 //! on each replica and one apply serve them all. Nothing is acknowledged
 //! before its entry is committed (synced on a quorum) and applied.
 
+use std::time::Duration;
+
 use holdfast_types::limits::{WRITE_BATCH_BYTES_MAX, WRITE_BATCH_COMMANDS_MAX};
 use holdfast_types::{BatchedWrite, Command, CommandResult, Raft};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -48,9 +50,32 @@ impl WriteBatcher {
     }
 }
 
-/// What a write adds to an entry, for the batch size cap.
+/// Roughly what a write adds to an entry, for the batch size cap: its ids,
+/// value and metadata plus a margin for the encoding.
 fn write_bytes(pending: &PendingWrite) -> usize {
-    pending.command.as_write().map_or(0, |w| w.record.len() + w.value.map_or(0, <[u8]>::len))
+    const ENCODING_MARGIN: usize = 64;
+    pending.command.as_write().map_or(ENCODING_MARGIN, |w| {
+        let meta = w.meta.request_id.len() + w.meta.actor.len() + w.meta.reason.len();
+        w.registry.as_str().len() + w.record.len() + w.value.map_or(0, <[u8]>::len) + meta + ENCODING_MARGIN
+    })
+}
+
+/// Propose and wait for Raft's answer for at most this long. A proposal
+/// can be left unanswered (a deposed leader whose entry is never truncated
+/// nor committed); its slot must not be held forever, or every later write
+/// on the node would queue behind it.
+const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `raft.client_write` with [`PROPOSAL_TIMEOUT`]; a timeout leaves the
+/// outcome unknown (the entry may still commit).
+async fn client_write(raft: &Raft, command: Command) -> Result<CommandResult, ServerError> {
+    match tokio::time::timeout(PROPOSAL_TIMEOUT, raft.client_write(command)).await {
+        Ok(result) => Ok(result?.data),
+        Err(_) => Err(ServerError::Timeout(format!(
+            "the write was proposed but not answered within {} s; it may or may not be applied",
+            PROPOSAL_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 /// Proposes one batch and hands each writer its own result. A lone write
@@ -58,8 +83,7 @@ fn write_bytes(pending: &PendingWrite) -> usize {
 async fn propose(raft: Raft, mut batch: Vec<PendingWrite>) {
     if batch.len() == 1 {
         let PendingWrite { command, done } = batch.remove(0);
-        let result = raft.client_write(command).await.map(|r| r.data).map_err(ServerError::from);
-        let _ = done.send(result);
+        let _ = done.send(client_write(&raft, command).await);
         return;
     }
     let mut writes = Vec::with_capacity(batch.len());
@@ -75,8 +99,8 @@ async fn propose(raft: Raft, mut batch: Vec<PendingWrite>) {
             }
         }
     }
-    match raft.client_write(Command::Batch { writes }).await {
-        Ok(response) => match response.data {
+    match client_write(&raft, Command::Batch { writes }).await {
+        Ok(result) => match result {
             CommandResult::Batch(results) if results.len() == waiters.len() => {
                 for (done, result) in waiters.into_iter().zip(results) {
                     let _ = done.send(Ok(result));
@@ -89,8 +113,7 @@ async fn propose(raft: Raft, mut batch: Vec<PendingWrite>) {
                 }
             }
         },
-        Err(e) => {
-            let error = ServerError::from(e);
+        Err(error) => {
             for done in waiters {
                 let _ = done.send(Err(error.for_another_waiter()));
             }

@@ -1,7 +1,7 @@
 //! Applying commands to the state machine: one `WriteBatch` per `apply` call,
 //! with an overlay so entries later in the batch see earlier ones.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 use sha2::{Digest, Sha256};
@@ -24,8 +24,11 @@ pub(crate) struct ApplyBatch<'a> {
     pub(crate) batch: WriteBatch,
     /// Live-record changes made earlier in this batch (`None` = deleted).
     records: HashMap<Vec<u8>, Option<RecordVersion>>,
-    /// Request ids remembered earlier in this batch.
-    requests: HashMap<String, CommandResult>,
+    /// Request ids remembered (`Some`) or forgotten (`None`) earlier in
+    /// this batch.
+    requests: HashMap<String, Option<CommandResult>>,
+    /// The request-order state of this batch (loaded on first use).
+    order: Option<RequestOrder>,
     /// Key ids added or retired in this batch.
     pub(crate) keys_changed: Vec<u32>,
     /// Grants changed earlier in this batch (`None` = removed).
@@ -39,6 +42,7 @@ impl<'a> ApplyBatch<'a> {
             batch: WriteBatch::default(),
             records: HashMap::new(),
             requests: HashMap::new(),
+            order: None,
             keys_changed: Vec::new(),
             access: HashMap::new(),
         }
@@ -56,7 +60,7 @@ impl<'a> ApplyBatch<'a> {
 
     fn remembered(&self, request_id: &str) -> Result<Option<CommandResult>, StorageError> {
         if let Some(result) = self.requests.get(request_id) {
-            return Ok(Some(result.clone()));
+            return Ok(result.clone());
         }
         match self.store.db.get_cf(self.store.cf(CF_REQUESTS), request_id.as_bytes())? {
             Some(bytes) => Ok(Some(decode(&bytes).map_err(StorageError::corrupt("request result"))?)),
@@ -71,8 +75,67 @@ impl<'a> ApplyBatch<'a> {
         let bytes = encode(result).map_err(StorageError::corrupt("request result"))?;
         self.batch.put_cf(self.store.cf(CF_REQUESTS), request_id.as_bytes(), bytes);
         self.batch.put_cf(self.store.cf(CF_REQUEST_ORDER), revision.to_be_bytes(), request_id.as_bytes());
-        self.requests.insert(request_id.to_string(), result.clone());
+        self.requests.insert(request_id.to_string(), Some(result.clone()));
+        let limit = self.store.requests_remembered;
+        let order = self.request_order()?;
+        order.added.push_back((revision, request_id.to_string()));
+        order.count += 1;
+        // Forget right here, one id per id remembered, so what is remembered
+        // after each entry is the same on every replica however openraft
+        // groups entries into apply calls.
+        while self.request_order()?.count > limit {
+            if !self.forget_oldest()? {
+                break;
+            }
+        }
         Ok(())
+    }
+
+    fn request_order(&mut self) -> Result<&mut RequestOrder, StorageError> {
+        if self.order.is_none() {
+            let stored = match self.store.db.get_cf(self.store.cf(CF_REQUEST_ORDER), REQUEST_ORDER_COUNT)? {
+                Some(bytes) => decode_u64(&bytes).ok_or(StorageError::CorruptKey("request_order/count"))?,
+                None => 0,
+            };
+            self.order = Some(RequestOrder { stored, count: stored, forgotten_through: None, added: VecDeque::new() });
+        }
+        // Set just above.
+        Ok(self.order.as_mut().expect("request order loaded"))
+    }
+
+    /// Forgets the oldest remembered request id: the oldest on disk not yet
+    /// forgotten in this batch, else the oldest remembered in this batch.
+    /// Returns false when there is nothing left to forget.
+    fn forget_oldest(&mut self) -> Result<bool, StorageError> {
+        let order_cf = self.store.cf(CF_REQUEST_ORDER);
+        let state = self.request_order()?;
+        let start = match &state.forgotten_through {
+            Some(key) => [key.as_slice(), &[0]].concat(),
+            None => Vec::new(),
+        };
+        let oldest = {
+            let mut iter = self.store.db.iterator_cf(order_cf, IteratorMode::From(&start, Direction::Forward));
+            match iter.next().transpose()? {
+                // Keys of other lengths (the count) sort after every revision.
+                Some((key, id)) if key.len() == 8 => Some((key.to_vec(), id.to_vec())),
+                _ => None,
+            }
+        };
+        let (key, id) = match oldest {
+            Some((key, id)) => {
+                self.request_order()?.forgotten_through = Some(key.clone());
+                (key, id)
+            }
+            None => match self.request_order()?.added.pop_front() {
+                Some((revision, id)) => (revision.to_be_bytes().to_vec(), id.into_bytes()),
+                None => return Ok(false),
+            },
+        };
+        self.batch.delete_cf(order_cf, &key);
+        self.batch.delete_cf(self.store.cf(CF_REQUESTS), &id);
+        self.requests.insert(String::from_utf8_lossy(&id).into_owned(), None);
+        self.request_order()?.count -= 1;
+        Ok(true)
     }
 
     fn write_version(
@@ -109,17 +172,14 @@ impl<'a> ApplyBatch<'a> {
         let Command::Batch { writes } = command else {
             return self.apply_key_command(index, command);
         };
+        // More writes than the revision layout can number: never proposed
+        // by a node; refused whole rather than half applied.
+        if writes.len() > WRITE_BATCH_COMMANDS_MAX {
+            return Ok(CommandResult::Batch(vec![CommandResult::None; writes.len()]));
+        }
         let mut results = Vec::with_capacity(writes.len());
-        for (position, write) in writes.iter().enumerate() {
-            let result = match u32::try_from(position) {
-                Ok(position) if (position as usize) < WRITE_BATCH_COMMANDS_MAX => {
-                    self.apply_write(revision_of(index, position), proposer, write.as_write())?
-                }
-                // More than the revision layout can number: never proposed
-                // by a node; refused whole rather than half applied.
-                _ => CommandResult::None,
-            };
-            results.push(result);
+        for (position, write) in (0u32..).zip(writes) {
+            results.push(self.apply_write(revision_of(index, position), proposer, write.as_write())?);
         }
         Ok(CommandResult::Batch(results))
     }
@@ -292,36 +352,26 @@ impl<'a> ApplyBatch<'a> {
         }
     }
 
-    /// Forgets the oldest request ids so that at most `limit` are kept.
-    /// The count lives beside the order (and so in snapshots), making the
-    /// forgetting the same on every replica whatever the batch sizes.
-    pub(crate) fn forget_old_requests(&mut self, limit: u64) -> Result<(), StorageError> {
-        let order = self.store.cf(CF_REQUEST_ORDER);
-        let stored = match self.store.db.get_cf(order, REQUEST_ORDER_COUNT)? {
-            Some(bytes) => decode_u64(&bytes).ok_or(StorageError::CorruptKey("request_order/count"))?,
-            None => 0,
-        };
-        let added = self.requests.len() as u64;
-        let mut count = stored + added;
-        let mut excess = count.saturating_sub(limit);
-        if excess > 0 {
-            let iter = self.store.db.iterator_cf(order, IteratorMode::From(&[], Direction::Forward));
-            for item in iter {
-                let (key, request_id) = item?;
-                if excess == 0 || key.len() != 8 {
-                    break;
-                }
-                self.batch.delete_cf(order, &key);
-                self.batch.delete_cf(self.store.cf(CF_REQUESTS), &request_id);
-                excess -= 1;
-                count -= 1;
+    /// Stores how many request ids are remembered, if this batch changed it.
+    pub(crate) fn finish_requests(&mut self) {
+        if let Some(order) = &self.order {
+            if order.count != order.stored {
+                let count = order.count.to_be_bytes();
+                self.batch.put_cf(self.store.cf(CF_REQUEST_ORDER), REQUEST_ORDER_COUNT, count);
             }
         }
-        if count != stored {
-            self.batch.put_cf(order, REQUEST_ORDER_COUNT, count.to_be_bytes());
-        }
-        Ok(())
     }
+}
+
+/// Remembered request ids, as one apply call changes them.
+struct RequestOrder {
+    /// The count on disk when the batch began, and now.
+    stored: u64,
+    count: u64,
+    /// The last on-disk order key forgotten in this batch.
+    forgotten_through: Option<Vec<u8>>,
+    /// Ids remembered in this batch, oldest first (younger than any on disk).
+    added: VecDeque<(Revision, String)>,
 }
 
 /// `None` when the write may proceed, else the conflict to report.

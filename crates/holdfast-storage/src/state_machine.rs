@@ -175,7 +175,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 results.push(result);
             }
-            batch.forget_old_requests(store.requests_remembered)?;
+            batch.finish_requests();
             let sm_meta = store.cf(CF_SM_META);
             let mut write = std::mem::take(&mut batch.batch);
             write.put_cf(sm_meta, META_LAST_APPLIED, encode(&last).map_err(StorageError::corrupt("last applied"))?);

@@ -37,10 +37,11 @@ pub const REQUEST_IDS_REMEMBERED: u64 = 1_000_000;
 /// layout leaves room for `1 << REVISION_POSITION_BITS` per entry.
 pub const WRITE_BATCH_COMMANDS_MAX: usize = 1 << crate::record::REVISION_POSITION_BITS;
 
-/// A batch of writes stops growing once its values reach this many bytes,
-/// so entries stay small enough to replicate smoothly (a single larger
+/// A batch of writes stops growing once its writes (ids, values and
+/// metadata) reach this many bytes, so that an `AppendEntries` of up to 256
+/// such entries stays inside the 64 MiB Raft message limit (a single larger
 /// write still goes alone).
-pub const WRITE_BATCH_BYTES_MAX: usize = 1024 * 1024;
+pub const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 
 /// Largest gRPC message a node accepts: a max-size value plus envelope and
 /// metadata overhead.

@@ -302,11 +302,40 @@ async fn the_oldest_request_ids_are_forgotten_beyond_the_limit_whatever_the_batc
         .unwrap();
     sm.apply(vec![entry(4, put("r6", "x", None, "q6"))]).await.unwrap();
     // Seven ids were remembered, five are kept: q0 and q1 are forgotten, so
-    // their retries write again; q2 is still known.
+    // a retry of q0 writes again (and, remembered anew, pushes q2 out); q3
+    // is still known.
     let results = sm
-        .apply(vec![entry(5, put("r0", "again", None, "q0")), entry(6, put("r2", "again", None, "q2"))])
+        .apply(vec![entry(5, put("r0", "again", None, "q0")), entry(6, put("r3", "again", None, "q3"))])
         .await
         .unwrap();
     assert_eq!(results[0], CommandResult::Written { revision: rev(5) });
     assert!(matches!(results[1], CommandResult::Duplicate(_)), "{:?}", results[1]);
+    let r = sm.apply(vec![entry(7, put("r2", "again", None, "q2"))]).await.unwrap();
+    assert_eq!(r[0], CommandResult::Written { revision: rev(7) }, "q2 was forgotten when q0 came back");
+}
+
+/// openraft hands replicas the same entries in different apply calls; what
+/// is remembered, and so what a retry does, must not depend on that.
+#[tokio::test]
+async fn forgetting_request_ids_does_not_depend_on_how_entries_are_grouped() {
+    // A retry of the oldest id right after the id that pushes it out.
+    let entries = || -> Vec<Entry> {
+        let mut entries: Vec<Entry> =
+            (1..=3).map(|i| entry(i, put(&format!("r{i}"), "x", None, &format!("q{i}")))).collect();
+        entries.push(entry(4, put("r4", "x", None, "q4")));
+        entries.push(entry(5, put("r1", "retry", None, "q1")));
+        entries
+    };
+    let together_dir = tempfile::tempdir().unwrap();
+    let mut together = Store::open(together_dir.path()).unwrap().remember_requests(3).state_machine().await.unwrap();
+    let together_results = together.apply(entries()).await.unwrap();
+    let apart_dir = tempfile::tempdir().unwrap();
+    let mut apart = Store::open(apart_dir.path()).unwrap().remember_requests(3).state_machine().await.unwrap();
+    let mut apart_results = Vec::new();
+    for e in entries() {
+        apart_results.extend(apart.apply(vec![e]).await.unwrap());
+    }
+    assert_eq!(together_results, apart_results);
+    assert_eq!(together_results[4], CommandResult::Written { revision: rev(5) }, "q1 was forgotten at entry 4");
+    assert_eq!(together.read_view().digest().await.unwrap(), apart.read_view().digest().await.unwrap());
 }
