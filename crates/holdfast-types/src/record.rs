@@ -30,11 +30,6 @@ pub fn applied_revision(index: u64) -> Revision {
     }
 }
 
-/// The log index of the entry that wrote `revision`.
-pub fn revision_index(revision: Revision) -> u64 {
-    revision >> REVISION_POSITION_BITS
-}
-
 /// A request that breaks a rule; it is answered with `INVALID_ARGUMENT` and
 /// nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
