@@ -148,17 +148,13 @@ impl Auditor {
         Ok(())
     }
 
-    /// Strict mode only: commits `event` and returns the log index of the
-    /// entry that holds it when this node committed that entry itself, as
-    /// leader. Such a commit is a leadership confirmation that began after
-    /// the event was made (see `RegistryService::get_confirmed_by_audit`).
-    /// `None` when the trail is not strict or the batch went to another
-    /// leader.
+    /// For a strict trail (callers check [`Auditor::is_strict`]): commits
+    /// `event` and returns the log index of the entry that holds it when
+    /// this node committed that entry itself, as leader. Such a commit is a
+    /// leadership confirmation that began after the event was made (see
+    /// `RegistryService::get_confirmed_by_audit`). `None` when the batch
+    /// went to another leader.
     pub async fn record_read_confirming(&self, event: AuditEvent) -> Result<Option<u64>, ServerError> {
-        if self.mode != AuditMode::Strict {
-            self.record_detached(vec![event]);
-            return Ok(None);
-        }
         let wait = self.enqueue(event).await?;
         Self::committed(wait).await
     }

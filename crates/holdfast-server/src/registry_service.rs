@@ -13,7 +13,8 @@ use holdfast_proto::v1::registry_server::Registry;
 use holdfast_storage::ReadView;
 use holdfast_types::record::{page_limit, validate_record_id, validate_request_id, validate_value};
 use holdfast_types::{
-    AuditOp, AuditOutcome, Command, CommandResult, Permission, Raft, RecordVersion, RegistryName, Revision, WriteMeta,
+    AuditOp, AuditOutcome, BatchedWrite, CommandResult, Permission, Raft, RecordVersion, RegistryName, Revision,
+    WriteMeta,
 };
 use tonic::{Request, Response, Status};
 
@@ -79,7 +80,7 @@ impl RegistryService {
         self.barrier.wait().await
     }
 
-    async fn write(&self, command: Command) -> Result<(Revision, bool), ServerError> {
+    async fn write(&self, command: BatchedWrite) -> Result<(Revision, bool), ServerError> {
         let (result, duplicate) = match self.writes.write(command).await? {
             CommandResult::Duplicate(first) => (*first, true),
             other => (other, false),
@@ -261,7 +262,7 @@ impl Registry for RegistryService {
             validate_value(&req.value)?;
             let (meta, if_revision) = write_meta(req.options, &caller)?;
             let value = self.codec.seal(&registry, &req.record_id, &req.value)?;
-            let command = Command::Put { registry, record, value, if_revision, meta };
+            let command = BatchedWrite::Put { registry, record, value, if_revision, meta };
             // The state machine records the write's audit event with it.
             let (revision, duplicate) = self.write(command).await?;
             Ok(pb::PutResponse { revision, duplicate })
@@ -278,7 +279,7 @@ impl Registry for RegistryService {
             let record = self.codec.storage_record(&registry, &req.record_id);
             self.auditor.authorize(&self.auth, &caller, &registry, &record, AuditOp::Delete, Permission::Write)?;
             let (meta, if_revision) = write_meta(req.options, &caller)?;
-            let command = Command::Delete { registry, record, if_revision, meta };
+            let command = BatchedWrite::Delete { registry, record, if_revision, meta };
             let (revision, duplicate) = self.write(command).await?;
             Ok(pb::DeleteResponse { revision, duplicate })
         };

@@ -19,7 +19,7 @@ const QUEUE_WRITES_MAX: usize = 16 * 1024;
 const BATCHES_IN_FLIGHT: usize = 4;
 
 struct PendingWrite {
-    command: Command,
+    write: BatchedWrite,
     done: oneshot::Sender<Result<CommandResult, ServerError>>,
 }
 
@@ -40,12 +40,12 @@ impl WriteBatcher {
         (Self { tx }, task)
     }
 
-    /// Proposes `command` (a put or delete) and returns its result once it
-    /// is committed and applied.
-    pub async fn write(&self, command: Command) -> Result<CommandResult, ServerError> {
+    /// Proposes `write` and returns its result once it is committed and
+    /// applied.
+    pub async fn write(&self, write: BatchedWrite) -> Result<CommandResult, ServerError> {
         let (done, wait) = oneshot::channel();
         let stopped = || ServerError::NotReady("the node is shutting down".into());
-        self.tx.send(PendingWrite { command, done }).await.map_err(|_| stopped())?;
+        self.tx.send(PendingWrite { write, done }).await.map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())?
     }
 }
@@ -54,10 +54,9 @@ impl WriteBatcher {
 /// value and metadata plus a margin for the encoding.
 fn write_bytes(pending: &PendingWrite) -> usize {
     const ENCODING_MARGIN: usize = 64;
-    pending.command.as_write().map_or(ENCODING_MARGIN, |w| {
-        let meta = w.meta.request_id.len() + w.meta.actor.len() + w.meta.reason.len();
-        w.registry.as_str().len() + w.record.len() + w.value.map_or(0, <[u8]>::len) + meta + ENCODING_MARGIN
-    })
+    let w = pending.write.as_write();
+    let meta = w.meta.request_id.len() + w.meta.actor.len() + w.meta.reason.len();
+    w.registry.as_str().len() + w.record.len() + w.value.map_or(0, <[u8]>::len) + meta + ENCODING_MARGIN
 }
 
 /// Propose and wait for Raft's answer for at most this long. A proposal
@@ -82,23 +81,11 @@ async fn client_write(raft: &Raft, command: Command) -> Result<CommandResult, Se
 /// is proposed as itself.
 async fn propose(raft: Raft, mut batch: Vec<PendingWrite>) {
     if batch.len() == 1 {
-        let PendingWrite { command, done } = batch.remove(0);
-        let _ = done.send(client_write(&raft, command).await);
+        let PendingWrite { write, done } = batch.remove(0);
+        let _ = done.send(client_write(&raft, Command::from(write)).await);
         return;
     }
-    let mut writes = Vec::with_capacity(batch.len());
-    let mut waiters = Vec::with_capacity(batch.len());
-    for PendingWrite { command, done } in batch {
-        match BatchedWrite::try_from(command) {
-            Ok(write) => {
-                writes.push(write);
-                waiters.push(done);
-            }
-            Err(other) => {
-                let _ = done.send(Err(ServerError::InvalidArgument(format!("{other} cannot ride in a write batch"))));
-            }
-        }
-    }
+    let (writes, waiters): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.write, p.done)).unzip();
     match client_write(&raft, Command::Batch { writes }).await {
         Ok(result) => match result {
             CommandResult::Batch(results) if results.len() == waiters.len() => {

@@ -102,12 +102,21 @@ impl TryFrom<Command> for BatchedWrite {
     }
 }
 
-impl Command {
-    /// Client writes carry metadata; key management commands do not.
-    pub fn meta(&self) -> Option<&WriteMeta> {
-        self.as_write().map(|w| w.meta)
+impl From<BatchedWrite> for Command {
+    /// A write proposed on its own rather than in a batch.
+    fn from(write: BatchedWrite) -> Self {
+        match write {
+            BatchedWrite::Put { registry, record, value, if_revision, meta } => {
+                Command::Put { registry, record, value, if_revision, meta }
+            }
+            BatchedWrite::Delete { registry, record, if_revision, meta } => {
+                Command::Delete { registry, record, if_revision, meta }
+            }
+        }
     }
+}
 
+impl Command {
     /// The client write this command is, if it is a put or a delete.
     pub fn as_write(&self) -> Option<WriteRef<'_>> {
         match self {
