@@ -1,9 +1,9 @@
 //! Applying commands to the state machine: one `WriteBatch` per `apply` call,
 //! with an overlay so entries later in the batch see earlier ones.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use rocksdb::WriteBatch;
 use sha2::{Digest, Sha256};
 
 use holdfast_types::codec::{decode, encode};
@@ -24,11 +24,11 @@ pub(crate) struct ApplyBatch<'a> {
     pub(crate) batch: WriteBatch,
     /// Live-record changes made earlier in this batch (`None` = deleted).
     records: HashMap<Vec<u8>, Option<RecordVersion>>,
-    /// Request ids remembered (`Some`) or forgotten (`None`) earlier in
-    /// this batch.
-    requests: HashMap<String, Option<CommandResult>>,
-    /// The request-order state of this batch (loaded on first use).
-    order: Option<RequestOrder>,
+    /// Request ids remembered earlier in this batch, with their sequence
+    /// numbers.
+    requests: HashMap<String, (u64, CommandResult)>,
+    /// How many request ids were ever remembered (loaded on first use).
+    count: Option<RequestCount>,
     /// Key ids added or retired in this batch.
     pub(crate) keys_changed: Vec<u32>,
     /// Grants changed earlier in this batch (`None` = removed).
@@ -42,7 +42,7 @@ impl<'a> ApplyBatch<'a> {
             batch: WriteBatch::default(),
             records: HashMap::new(),
             requests: HashMap::new(),
-            order: None,
+            count: None,
             keys_changed: Vec::new(),
             access: HashMap::new(),
         }
@@ -58,84 +58,47 @@ impl<'a> ApplyBatch<'a> {
         }
     }
 
-    fn remembered(&self, request_id: &str) -> Result<Option<CommandResult>, StorageError> {
-        if let Some(result) = self.requests.get(request_id) {
-            return Ok(result.clone());
-        }
-        match self.store.db.get_cf(self.store.cf(CF_REQUESTS), request_id.as_bytes())? {
-            Some(bytes) => Ok(Some(decode(&bytes).map_err(StorageError::corrupt("request result"))?)),
-            None => Ok(None),
-        }
+    /// The first result of `request_id`, if it is still remembered: one of
+    /// the last `requests_remembered` ids remembered.
+    fn remembered(&mut self, request_id: &str) -> Result<Option<CommandResult>, StorageError> {
+        let found = match self.requests.get(request_id) {
+            Some(pending) => Some(pending.clone()),
+            None => match self.store.db.get_cf(self.store.cf(CF_REQUESTS), request_id.as_bytes())? {
+                Some(bytes) => Some(decode_remembered(&bytes)?),
+                None => None,
+            },
+        };
+        let Some((seq, result)) = found else { return Ok(None) };
+        let count = self.request_count()?.count;
+        Ok(still_remembered(seq, count, self.store.requests_remembered).then_some(result))
     }
 
-    fn remember(&mut self, revision: Revision, request_id: &str, result: &CommandResult) -> Result<(), StorageError> {
+    /// Remembers the result of `request_id` as the next in the sequence of
+    /// remembered ids. Nothing is deleted: an id falls out of the window as
+    /// newer ones arrive (deterministically, on every replica, whatever the
+    /// grouping of entries into apply calls), and compaction drops it later.
+    fn remember(&mut self, request_id: &str, result: &CommandResult) -> Result<(), StorageError> {
         if request_id.is_empty() {
             return Ok(());
         }
-        let bytes = encode(result).map_err(StorageError::corrupt("request result"))?;
-        self.batch.put_cf(self.store.cf(CF_REQUESTS), request_id.as_bytes(), bytes);
-        self.batch.put_cf(self.store.cf(CF_REQUEST_ORDER), revision.to_be_bytes(), request_id.as_bytes());
-        self.requests.insert(request_id.to_string(), Some(result.clone()));
-        let limit = self.store.requests_remembered;
-        let order = self.request_order()?;
-        order.added.push_back((revision, request_id.to_string()));
-        order.count += 1;
-        // Forget right here, one id per id remembered, so what is remembered
-        // after each entry is the same on every replica however openraft
-        // groups entries into apply calls.
-        while self.request_order()?.count > limit {
-            if !self.forget_oldest()? {
-                break;
-            }
-        }
+        let state = self.request_count()?;
+        let seq = state.count;
+        state.count += 1;
+        self.batch.put_cf(self.store.cf(CF_REQUESTS), request_id.as_bytes(), encode_remembered(seq, result)?);
+        self.requests.insert(request_id.to_string(), (seq, result.clone()));
         Ok(())
     }
 
-    fn request_order(&mut self) -> Result<&mut RequestOrder, StorageError> {
-        if self.order.is_none() {
-            let stored = match self.store.db.get_cf(self.store.cf(CF_REQUEST_ORDER), REQUEST_ORDER_COUNT)? {
-                Some(bytes) => decode_u64(&bytes).ok_or(StorageError::CorruptKey("request_order/count"))?,
+    fn request_count(&mut self) -> Result<&mut RequestCount, StorageError> {
+        if self.count.is_none() {
+            let stored = match self.store.db.get_cf(self.store.cf(CF_REQUESTS), REQUEST_COUNT)? {
+                Some(bytes) => decode_u64(&bytes).ok_or(StorageError::CorruptKey("requests/count"))?,
                 None => 0,
             };
-            self.order = Some(RequestOrder { stored, count: stored, forgotten_through: None, added: VecDeque::new() });
+            self.count = Some(RequestCount { stored, count: stored });
         }
         // Set just above.
-        Ok(self.order.as_mut().expect("request order loaded"))
-    }
-
-    /// Forgets the oldest remembered request id: the oldest on disk not yet
-    /// forgotten in this batch, else the oldest remembered in this batch.
-    /// Returns false when there is nothing left to forget.
-    fn forget_oldest(&mut self) -> Result<bool, StorageError> {
-        let order_cf = self.store.cf(CF_REQUEST_ORDER);
-        let state = self.request_order()?;
-        let start = match &state.forgotten_through {
-            Some(key) => [key.as_slice(), &[0]].concat(),
-            None => Vec::new(),
-        };
-        let oldest = {
-            let mut iter = self.store.db.iterator_cf(order_cf, IteratorMode::From(&start, Direction::Forward));
-            match iter.next().transpose()? {
-                // Keys of other lengths (the count) sort after every revision.
-                Some((key, id)) if key.len() == 8 => Some((key.to_vec(), id.to_vec())),
-                _ => None,
-            }
-        };
-        let (key, id) = match oldest {
-            Some((key, id)) => {
-                self.request_order()?.forgotten_through = Some(key.clone());
-                (key, id)
-            }
-            None => match self.request_order()?.added.pop_front() {
-                Some((revision, id)) => (revision.to_be_bytes().to_vec(), id.into_bytes()),
-                None => return Ok(false),
-            },
-        };
-        self.batch.delete_cf(order_cf, &key);
-        self.batch.delete_cf(self.store.cf(CF_REQUESTS), &id);
-        self.requests.insert(String::from_utf8_lossy(&id).into_owned(), None);
-        self.request_order()?.count -= 1;
-        Ok(true)
+        Ok(self.count.as_mut().expect("request count loaded"))
     }
 
     fn write_version(
@@ -212,7 +175,7 @@ impl<'a> ApplyBatch<'a> {
             },
         };
         self.audit_write(revision, proposer, write, &result)?;
-        self.remember(revision, &meta.request_id, &result)?;
+        self.remember(&meta.request_id, &result)?;
         Ok(result)
     }
 
@@ -352,26 +315,48 @@ impl<'a> ApplyBatch<'a> {
         }
     }
 
-    /// Stores how many request ids are remembered, if this batch changed it.
-    pub(crate) fn finish_requests(&mut self) {
-        if let Some(order) = &self.order {
-            if order.count != order.stored {
-                let count = order.count.to_be_bytes();
-                self.batch.put_cf(self.store.cf(CF_REQUEST_ORDER), REQUEST_ORDER_COUNT, count);
-            }
+    /// Stores how many request ids were ever remembered, if this batch
+    /// changed it, and returns the sequence numbers that compaction may now
+    /// drop (those below it).
+    pub(crate) fn finish_requests(&mut self) -> Option<u64> {
+        let state = self.count.as_ref()?;
+        if state.count != state.stored {
+            self.batch.put_cf(self.store.cf(CF_REQUESTS), REQUEST_COUNT, state.count.to_be_bytes());
         }
+        Some(state.count.saturating_sub(self.store.requests_remembered))
     }
 }
 
-/// Remembered request ids, as one apply call changes them.
-struct RequestOrder {
-    /// The count on disk when the batch began, and now.
+/// How many request ids were ever remembered: on disk when the batch began,
+/// and now.
+struct RequestCount {
     stored: u64,
     count: u64,
-    /// The last on-disk order key forgotten in this batch.
-    forgotten_through: Option<Vec<u8>>,
-    /// Ids remembered in this batch, oldest first (younger than any on disk).
-    added: VecDeque<(Revision, String)>,
+}
+
+/// Whether the id remembered as number `seq` is one of the last `limit` of
+/// the `count` remembered so far.
+fn still_remembered(seq: u64, count: u64, limit: u64) -> bool {
+    count.saturating_sub(seq) <= limit
+}
+
+/// A remembered request: its sequence number (u64 BE, first, so compaction
+/// reads it without decoding) and its first result.
+fn encode_remembered(seq: u64, result: &CommandResult) -> Result<Vec<u8>, StorageError> {
+    let mut bytes = seq.to_be_bytes().to_vec();
+    bytes.extend(encode(result).map_err(StorageError::corrupt("request result"))?);
+    Ok(bytes)
+}
+
+fn decode_remembered(bytes: &[u8]) -> Result<(u64, CommandResult), StorageError> {
+    let seq = remembered_seq(bytes).ok_or(StorageError::CorruptKey("requests"))?;
+    Ok((seq, decode(&bytes[8..]).map_err(StorageError::corrupt("request result"))?))
+}
+
+/// The sequence number of a stored request, `None` if the value is too
+/// short to hold one.
+pub(crate) fn remembered_seq(bytes: &[u8]) -> Option<u64> {
+    decode_u64(bytes.get(..8)?)
 }
 
 /// `None` when the write may proceed, else the conflict to report.

@@ -15,6 +15,8 @@ pub enum StorageError {
     Corrupt { what: &'static str, source: CodecError },
     #[error("corrupt key in {0}")]
     CorruptKey(&'static str),
+    #[error("data directory {path}: {reason}")]
+    Format { path: String, reason: String },
     #[error("snapshot file {path} is invalid: {reason}")]
     BadSnapshot { path: String, reason: String },
     #[error("storage task failed: {0}")]

@@ -18,11 +18,10 @@ pub const CF_SM_META: &str = "sm_meta";
 pub const CF_RECORDS: &str = "records";
 /// Every revision of every record, tombstones included.
 pub const CF_HISTORY: &str = "history";
-/// Remembered request ids → the result first returned.
+/// Remembered request ids → their sequence number (u64 BE) and the result
+/// first returned; plus [`REQUEST_COUNT`]. Ids older than the last
+/// `REQUEST_IDS_REMEMBERED` count as forgotten and compaction drops them.
 pub const CF_REQUESTS: &str = "requests";
-/// Revision (u64 BE) → request id, to forget the oldest ids first; plus
-/// [`REQUEST_ORDER_COUNT`].
-pub const CF_REQUEST_ORDER: &str = "request_order";
 /// Wrapped data keys by id (u32 BE) and the current id; opaque bytes.
 pub const CF_KEYS: &str = "keys";
 
@@ -32,23 +31,13 @@ pub const CF_ACCESS: &str = "access";
 /// → event. Append-only: nothing deletes from it.
 pub const CF_AUDIT: &str = "audit";
 
-pub const ALL_CFS: [&str; 10] = [
-    CF_LOG,
-    CF_RAFT_META,
-    CF_SM_META,
-    CF_RECORDS,
-    CF_HISTORY,
-    CF_REQUESTS,
-    CF_REQUEST_ORDER,
-    CF_KEYS,
-    CF_ACCESS,
-    CF_AUDIT,
-];
+pub const ALL_CFS: [&str; 9] =
+    [CF_LOG, CF_RAFT_META, CF_SM_META, CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_KEYS, CF_ACCESS, CF_AUDIT];
 
 /// Column families that make up the state machine's data, in snapshot order.
-/// The tag of each is its position + 1. Do not reorder; append only.
-pub const SNAPSHOT_CFS: [&str; 7] =
-    [CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_REQUEST_ORDER, CF_KEYS, CF_ACCESS, CF_AUDIT];
+/// The tag of each is its position + 1. Do not reorder; append only (a
+/// change here is a new snapshot format).
+pub const SNAPSHOT_CFS: [&str; 6] = [CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_KEYS, CF_ACCESS, CF_AUDIT];
 
 pub const META_VOTE: &[u8] = b"vote";
 pub const META_LAST_PURGED: &[u8] = b"last_purged";
@@ -58,9 +47,12 @@ pub const META_MEMBERSHIP: &[u8] = b"membership";
 /// Id (u32 BE) of the data key that seals new writes, kept in the `keys`
 /// family under this reserved key so snapshots carry it.
 pub const KEYS_CURRENT: &[u8] = b"current";
-/// How many request ids are remembered (u64 BE), under a 9-byte key that
-/// sorts after every 8-byte revision key of `request_order`.
-pub const REQUEST_ORDER_COUNT: &[u8] = &[0xFF; 9];
+/// How many request ids were ever remembered (u64 BE), in the `requests`
+/// family under the empty key, which no request id can be, so snapshots
+/// carry it.
+pub const REQUEST_COUNT: &[u8] = b"";
+/// The data directory's format (u32 BE), in `sm_meta`.
+pub const META_FORMAT: &[u8] = b"format";
 /// Present while a received snapshot is being loaded; names its file so an
 /// interrupted install is redone at the next open.
 pub const META_INSTALLING: &[u8] = b"installing_snapshot";
@@ -71,6 +63,10 @@ pub fn log_key(index: u64) -> [u8; 8] {
 
 pub fn decode_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+pub fn decode_u32(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.try_into().ok()?))
 }
 
 /// Start of a registry's key range in `records` and `history`.

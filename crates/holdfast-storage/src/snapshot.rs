@@ -1,7 +1,7 @@
 //! Snapshot files: built by streaming a RocksDB snapshot to disk, verified
 //! and loaded in bounded batches, never held whole in memory.
 //!
-//! File format (do not change; bump `SNAPSHOT_FORMAT_V1` for a new one):
+//! File format (do not change; bump `SNAPSHOT_FORMAT` for a new one):
 //! `MAGIC | format u8 | u32 BE header length | header (codec SnapshotMeta) |
 //! records (tag u8, u32 BE key length, key, u32 BE value length, value)* |
 //! tag 0 | SHA-256 of everything before`. Tag n is `SNAPSHOT_CFS[n - 1]`.
@@ -21,8 +21,9 @@ use crate::error::StorageError;
 use crate::keys::*;
 
 const MAGIC: &[u8; 6] = b"HFSNAP";
-/// Do not change: snapshot files carry it.
-const SNAPSHOT_FORMAT_V1: u8 = 1;
+/// Snapshot files carry it. 2: request ids carry their sequence number and
+/// the `request_order` family is gone (format 1 had it as tag 4).
+const SNAPSHOT_FORMAT: u8 = 2;
 const END_TAG: u8 = 0;
 /// Largest key or value a snapshot may hold; bounds allocations when a
 /// corrupt file claims a huge length.
@@ -102,7 +103,7 @@ pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageErr
     let file = File::create(&tmp_path)?;
     let mut out = HashingWriter { inner: BufWriter::with_capacity(BUFFER_BYTES, file), hasher: Sha256::new() };
     out.write_all(MAGIC)?;
-    out.write_all(&[SNAPSHOT_FORMAT_V1])?;
+    out.write_all(&[SNAPSHOT_FORMAT])?;
     let header = encode(&meta).map_err(StorageError::corrupt("snapshot meta"))?;
     out.write_all(&(header.len() as u32).to_be_bytes())?;
     out.write_all(&header)?;
@@ -155,8 +156,8 @@ fn read_header(input: &mut impl Read, path: &Path) -> Result<SnapshotMeta, Stora
     if &magic[..6] != MAGIC {
         return Err(bad(path, "not a holdfast snapshot (bad magic)"));
     }
-    if magic[6] != SNAPSHOT_FORMAT_V1 {
-        return Err(bad(path, format!("unknown snapshot format {}", magic[6])));
+    if magic[6] != SNAPSHOT_FORMAT {
+        return Err(bad(path, format!("snapshot format {}; this holdfast reads format {SNAPSHOT_FORMAT}", magic[6])));
     }
     let header = read_chunk(input, path, "header")?;
     decode(&header).map_err(|e| bad(path, format!("header: {e}")))

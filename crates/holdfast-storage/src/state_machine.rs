@@ -175,7 +175,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 results.push(result);
             }
-            batch.finish_requests();
+            let forget_below = batch.finish_requests();
             let sm_meta = store.cf(CF_SM_META);
             let mut write = std::mem::take(&mut batch.batch);
             write.put_cf(sm_meta, META_LAST_APPLIED, encode(&last).map_err(StorageError::corrupt("last applied"))?);
@@ -183,6 +183,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // Records, history, request ids, last_applied and membership of
             // every entry land together, synced, or not at all.
             store.write_synced(write)?;
+            if let Some(below) = forget_below {
+                store.forget_below.fetch_max(below, std::sync::atomic::Ordering::AcqRel);
+            }
             let keyring = if batch.keys_changed.is_empty() { None } else { Some(read_keyring(&store)?) };
             let access = if batch.access_changed() { Some(read_access(&store)?) } else { None };
             Ok((results, last, membership, keyring, access))
