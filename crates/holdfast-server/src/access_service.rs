@@ -86,7 +86,7 @@ impl AccessService {
     }
 
     async fn propose(&self, command: Command) -> Result<u64, ServerError> {
-        match self.raft.client_write(command).await?.data {
+        match crate::writes::propose_as_leader(&self.raft, command).await? {
             CommandResult::Written { revision } => Ok(revision),
             CommandResult::NotFound => {
                 Err(ServerError::NotFound("the identity holds none of those permissions on that scope".into()))

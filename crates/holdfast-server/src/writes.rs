@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use holdfast_types::limits::{WRITE_BATCH_BYTES_MAX, WRITE_BATCH_COMMANDS_MAX};
 use holdfast_types::{BatchedWrite, Command, CommandResult, Raft};
+use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batching::{self, Limits};
@@ -68,12 +69,47 @@ const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// `raft.client_write` with [`PROPOSAL_TIMEOUT`]; a timeout leaves the
 /// outcome unknown (the entry may still commit).
 async fn client_write(raft: &Raft, command: Command) -> Result<CommandResult, ServerError> {
-    match tokio::time::timeout(PROPOSAL_TIMEOUT, raft.client_write(command)).await {
-        Ok(result) => Ok(result?.data),
+    match tokio::time::timeout(PROPOSAL_TIMEOUT, propose_as_leader(raft, command)).await {
+        Ok(result) => result,
         Err(_) => Err(ServerError::Timeout(format!(
             "the write was proposed but not answered within {} s; it may or may not be applied",
             PROPOSAL_TIMEOUT.as_secs()
         ))),
+    }
+}
+
+/// Proposes `command` if this node leads, and returns its applied result.
+///
+/// A client is told "not the leader" (which promises the write was not
+/// applied) only when the command never reached Raft. openraft answers
+/// `ForwardToLeader` both when it refuses a proposal outright and when it
+/// truncates an uncommitted entry after losing leadership, and a later
+/// leader that holds a copy of a truncated entry can still commit it; so
+/// once submitted, that answer means the outcome is unknown (a retry with
+/// the same request id is safe).
+pub(crate) async fn propose_as_leader(raft: &Raft, command: Command) -> Result<CommandResult, ServerError> {
+    let leader = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        match metrics.current_leader {
+            Some(leader) if leader == metrics.id => None,
+            Some(leader) => Some(
+                Some(leader)
+                    .zip(metrics.membership_config.membership().get_node(&leader).map(|node| node.addr.clone())),
+            ),
+            None => Some(None),
+        }
+    };
+    if let Some(leader) = leader {
+        return Err(ServerError::NotLeader { leader });
+    }
+    match raft.client_write(command).await {
+        Ok(response) => Ok(response.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ServerError::Raft(format!(
+            "leadership moved{} while the write was being proposed; it may or may not be applied",
+            f.leader_id.map(|id| format!(" to node {id}")).unwrap_or_default()
+        ))),
+        Err(e) => Err(e.into()),
     }
 }
 

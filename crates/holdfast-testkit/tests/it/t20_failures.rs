@@ -1,10 +1,18 @@
 //! Failures: leader loss, every node restarting, a follower that missed so
-//! much that it needs a snapshot, and a whole region lost.
+//! much that it needs a snapshot, a whole region lost, and a leader cut off
+//! with a write in flight.
 
 use std::time::{Duration, Instant};
 
 use holdfast_client::ReadOptions;
-use holdfast_testkit::TestCluster;
+use holdfast_proto::v1 as pb;
+use holdfast_proto::v1::registry_client::RegistryClient;
+use holdfast_server::error::NOT_PROPOSED_METADATA;
+use holdfast_testkit::process::{
+    node_endpoint, reference_topology, status_of, workspace_binary, NodeOptions, NodeSpec, ProcessCluster,
+};
+use holdfast_testkit::{wait_until, TestCluster};
+use holdfast_types::NodeId;
 
 use crate::{client, opts, LEADER_TIMEOUT};
 
@@ -98,4 +106,79 @@ async fn losing_a_whole_region_keeps_the_reference_cluster_writable() -> anyhow:
     let record = c.get("population", "UA-9", ReadOptions::default()).await?.expect("present");
     assert_eq!(record.value.as_deref(), Some(&b"after"[..]));
     cluster.shutdown().await
+}
+
+/// A leader appends a write, is cut off before any follower has it, and the
+/// followers elect a new leader whose log replaces the entry. The old leader
+/// must not tell the client "not proposed" (which promises the write was
+/// not applied): a later leader holding a copy of such an entry could still
+/// commit it. Real node processes: the followers are killed, the leader
+/// appends, is frozen (SIGSTOP) while the followers restart and elect, and
+/// is thawed to find its entry replaced.
+#[tokio::test]
+async fn a_write_cut_off_by_a_new_leader_is_never_reported_as_not_proposed() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    // Three voters in three regions.
+    let specs: Vec<NodeSpec> = reference_topology().into_iter().filter(|s| [1, 3, 4].contains(&s.id)).collect();
+    let binary = workspace_binary("holdfast")?;
+    let mut cluster = ProcessCluster::configure(&binary, root.path(), &specs, None, |_| NodeOptions::default())?;
+    cluster.start_all()?;
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await?;
+    let tls = cluster.client_tls().cloned();
+    let addrs: std::collections::BTreeMap<NodeId, String> =
+        cluster.nodes().map(|n| (n.spec.id, n.addr.clone())).collect();
+    let addr = |id: NodeId| addrs[&id].clone();
+    let followers: Vec<NodeId> = specs.iter().map(|s| s.id).filter(|id| *id != leader).collect();
+    // A first write commits: the cluster has its data key and serves.
+    let c = cluster.client_builder().timeout(Duration::from_secs(5)).build()?;
+    c.put("passports", "P-first", "v", opts("issue")).await?;
+
+    // Killed, not paused: a paused process still receives into its socket
+    // buffers and would find the entry there when thawed.
+    for f in &followers {
+        cluster.kill(*f)?;
+    }
+    let leader_addr = addr(leader);
+    let appended_before = status_of(&leader_addr, tls.as_ref()).await.expect("leader answers").last_log_index;
+    let mut registry = RegistryClient::new(node_endpoint(&leader_addr, tls.as_ref())?.connect().await?);
+    let put = tokio::spawn(async move {
+        let options = pb::WriteOptions { request_id: "cut-off-1".into(), ..Default::default() };
+        let request = pb::PutRequest {
+            registry: "passports".into(),
+            record_id: b"P-cut-off".to_vec(),
+            value: b"v".to_vec(),
+            options: Some(options),
+        };
+        registry.put(request).await
+    });
+    wait_until("the leader appends the write to its own log", LEADER_TIMEOUT, || async {
+        let status = status_of(&leader_addr, tls.as_ref()).await?;
+        (status.last_log_index > appended_before).then_some(())
+    })
+    .await?;
+
+    cluster.pause(leader)?;
+    for f in &followers {
+        cluster.start(*f)?;
+    }
+    let follower_addrs: Vec<String> = followers.iter().map(|f| addr(*f)).collect();
+    wait_until("a follower is elected", LEADER_TIMEOUT, || async {
+        for a in &follower_addrs {
+            if status_of(a, tls.as_ref()).await.is_some_and(|s| s.role == "leader") {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await?;
+    cluster.resume(leader)?;
+
+    let status = put.await?.expect_err("the entry is replaced, so the write cannot have been acknowledged");
+    assert!(
+        status.metadata().get(NOT_PROPOSED_METADATA).is_none(),
+        "a proposed write was reported as not proposed: {status:?}"
+    );
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("may or may not be applied"), "{status:?}");
+    cluster.stop_all().await
 }
