@@ -202,14 +202,14 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use holdfast_types::{Command, CommandResult, Entry, RegistryName, WriteMeta};
     use openraft::storage::RaftStateMachine;
     use openraft::{CommittedLeaderId, EntryPayload, LogId};
 
     /// A put of record `id` with request id `id`, as the entry at `index`.
-    fn put(index: u64, id: &str) -> Entry {
+    pub(crate) fn put(index: u64, id: &str) -> Entry {
         let command = Command::Put {
             registry: RegistryName::parse("population").expect("valid name"),
             record: id.as_bytes().to_vec(),

@@ -3,7 +3,7 @@
 //! read uses one RocksDB snapshot, so the data and the applied revision it
 //! reports agree.
 
-use rocksdb::{Direction, IteratorMode, ReadOptions};
+use rocksdb::{Direction, IteratorMode, ReadOptions, ReadTier};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -76,7 +76,11 @@ pub struct VersionBatch {
 type View<'a> = rocksdb::SnapshotWithThreadMode<'a, rocksdb::DB>;
 
 fn applied_in(store: &Store, view: &View<'_>) -> Result<Revision, StorageError> {
-    match view.get_cf(store.cf(CF_SM_META), META_LAST_APPLIED)? {
+    applied_in_with(store, view, read_options(false))
+}
+
+fn applied_in_with(store: &Store, view: &View<'_>, opts: ReadOptions) -> Result<Revision, StorageError> {
+    match view.get_cf_opt(store.cf(CF_SM_META), META_LAST_APPLIED, opts)? {
         Some(b) => {
             let last: Option<LogId> = decode(&b).map_err(StorageError::corrupt("last applied"))?;
             Ok(applied_revision(last.map_or(0, |l| l.index)))
@@ -87,6 +91,34 @@ fn applied_in(store: &Store, view: &View<'_>) -> Result<Revision, StorageError> 
 
 fn decode_version(bytes: &[u8]) -> Result<RecordVersion, StorageError> {
     decode(bytes).map_err(StorageError::corrupt("record"))
+}
+
+/// Read options; `memory_only` reads fail with `Incomplete` rather than
+/// touch the disk.
+fn read_options(memory_only: bool) -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    if memory_only {
+        opts.set_read_tier(ReadTier::BlockCache);
+    }
+    opts
+}
+
+/// The latest version of a record and the applied revision, from one
+/// snapshot; `memory_only` as in [`read_options`].
+fn latest_with(
+    store: &Store,
+    registry: &RegistryName,
+    record: &[u8],
+    memory_only: bool,
+) -> Result<(Option<RecordVersion>, Revision), StorageError> {
+    let view = store.db.snapshot();
+    let applied = applied_in_with(store, &view, read_options(memory_only))?;
+    let version =
+        match view.get_cf_opt(store.cf(CF_RECORDS), record_key(registry, record), read_options(memory_only))? {
+            Some(b) => Some(decode_version(&b)?),
+            None => None,
+        };
+    Ok((version, applied))
 }
 
 impl ReadView {
@@ -206,21 +238,29 @@ impl ReadView {
 
     /// The record as of `at_revision` (latest live when `None`): the newest
     /// version at or before it, which may be a tombstone.
+    ///
+    /// The latest version is first looked up in place, from memory only
+    /// (memtables and cached blocks): that answers most reads and costs less
+    /// than handing them to the blocking pool. A read that would touch the
+    /// disk goes to the pool, so a slow disk never stalls the runtime.
     pub async fn get(
         &self,
         registry: RegistryName,
         record: Vec<u8>,
         at_revision: Option<Revision>,
     ) -> Result<(Option<RecordVersion>, Revision), StorageError> {
+        if at_revision.is_none() {
+            match latest_with(&self.store, &registry, &record, true) {
+                Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {}
+                answered => return answered,
+            }
+        }
         let store = self.store.clone();
         blocking(move || {
             let view = store.db.snapshot();
             let applied = applied_in(&store, &view)?;
             let version = match at_revision {
-                None => match view.get_cf(store.cf(CF_RECORDS), record_key(&registry, &record))? {
-                    Some(b) => Some(decode_version(&b)?),
-                    None => None,
-                },
+                None => return latest_with(&store, &registry, &record, false),
                 Some(at) => {
                     let prefix = record_key(&registry, &record);
                     let seek = history_key(&registry, &record, at);
@@ -335,5 +375,36 @@ impl ReadView {
             Ok((applied, hex::encode(hasher.finalize())))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::tests::put;
+    use openraft::storage::RaftStateMachine;
+
+    /// After a restart the block cache is cold: the in-memory lookup cannot
+    /// answer and the read must still find the record, from disk.
+    #[tokio::test]
+    async fn a_get_that_needs_the_disk_is_answered_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.state_machine().await.unwrap().apply(vec![put(1, "on-disk")]).await.unwrap();
+            store.db.flush_cf(store.cf(CF_RECORDS)).unwrap();
+            store.db.flush_cf(store.cf(CF_SM_META)).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let registry = RegistryName::parse("population").unwrap();
+        let cold = latest_with(&store, &registry, b"on-disk", true);
+        assert!(
+            matches!(&cold, Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete),
+            "a memory-only read of a cold block reports Incomplete: {cold:?}"
+        );
+        let view = store.state_machine().await.unwrap().read_view();
+        let (version, applied) = view.get(registry, b"on-disk".to_vec(), None).await.unwrap();
+        assert_eq!(version.map(|v| v.value), Some(Some(b"v".to_vec())));
+        assert_eq!(applied, applied_revision(1));
     }
 }
