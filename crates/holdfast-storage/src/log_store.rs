@@ -8,7 +8,7 @@ use std::ops::RangeBounds;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use rocksdb::{Direction, IteratorMode, ReadOptions, ReadTier, WriteBatch};
 
 use holdfast_types::codec::{decode, encode};
 use holdfast_types::{Entry, LogId, NodeId, TypeConfig};
@@ -51,10 +51,16 @@ impl LogStore {
         }
     }
 
-    fn entries_in(&self, start: u64, end_exclusive: u64) -> Result<Vec<Entry>, StorageError> {
+    /// Entries in `start..end_exclusive`; `memory_only` reads fail with
+    /// `Incomplete` rather than touch the disk.
+    fn entries_in(&self, start: u64, end_exclusive: u64, memory_only: bool) -> Result<Vec<Entry>, StorageError> {
         let mut out = Vec::new();
         let mode = IteratorMode::From(&log_key(start), Direction::Forward);
-        for item in self.store.db.iterator_cf(self.store.cf(CF_LOG), mode) {
+        let mut opts = ReadOptions::default();
+        if memory_only {
+            opts.set_read_tier(ReadTier::BlockCache);
+        }
+        for item in self.store.db.iterator_cf_opt(self.store.cf(CF_LOG), opts, mode) {
             let (key, value) = item?;
             let index = decode_u64(&key).ok_or(StorageError::CorruptKey("log"))?;
             if index >= end_exclusive {
@@ -65,6 +71,10 @@ impl LogStore {
         Ok(out)
     }
 }
+
+/// Larger log reads always go to the blocking pool: decoding many entries
+/// would hold a runtime thread too long.
+const IN_PLACE_ENTRIES_MAX: u64 = 64;
 
 fn range_to_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
     use std::ops::Bound::*;
@@ -87,8 +97,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, RaftStorageError> {
         let (start, end) = range_to_bounds(&range);
+        // Replication reads entries just appended, still in the memtable:
+        // read them in place. A read that needs the disk (a follower far
+        // behind) goes to the blocking pool, so it never stalls the runtime.
+        if end.saturating_sub(start) <= IN_PLACE_ENTRIES_MAX {
+            match self.entries_in(start, end, true) {
+                Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {}
+                read => return read.map_err(|e| StorageIOError::read_logs(&e).into()),
+            }
+        }
         let this = self.clone();
-        blocking(move || this.entries_in(start, end)).await.map_err(|e| StorageIOError::read_logs(&e).into())
+        blocking(move || this.entries_in(start, end, false)).await.map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 
@@ -206,5 +225,39 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
         .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::tests::put;
+
+    /// After a restart the block cache is cold: the in-place read cannot
+    /// answer and the entries still come back, from disk.
+    #[tokio::test]
+    async fn log_reads_that_need_the_disk_are_answered_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<Entry> = (1..=3).map(|i| put(i, &format!("q{i}"))).collect();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut batch = WriteBatch::default();
+            for entry in &entries {
+                batch.put_cf(store.cf(CF_LOG), log_key(entry.log_id.index), encode(entry).unwrap());
+            }
+            store.write_synced(batch).unwrap();
+            store.db.flush_cf(store.cf(CF_LOG)).unwrap();
+        }
+        let mut log = Store::open(dir.path()).unwrap().log_store();
+        let cold = log.entries_in(1, 4, true);
+        assert!(
+            matches!(&cold, Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete),
+            "a memory-only read of a cold block reports Incomplete: {cold:?}"
+        );
+        let read = log.try_get_log_entries(1..4).await.unwrap();
+        assert_eq!(
+            read.iter().map(|e| e.log_id).collect::<Vec<_>>(),
+            entries.iter().map(|e| e.log_id).collect::<Vec<_>>()
+        );
     }
 }
