@@ -242,7 +242,7 @@ impl Cluster for ClusterService {
             self.raft.ensure_linearizable().await?;
             let next = self.view.keyring().borrow().wrapped.keys().max().map_or(1, |id| id + 1);
             let wrapped = crypto.new_wrapped_key(next)?;
-            self.raft.client_write(Command::AddDataKey { key_id: next, wrapped }).await?;
+            crate::writes::propose_as_leader(&self.raft, Command::AddDataKey { key_id: next, wrapped }).await?;
             tracing::info!(key_id = next, "rotated the data key");
             self.key_status().await
         };

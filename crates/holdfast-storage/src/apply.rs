@@ -69,8 +69,8 @@ impl<'a> ApplyBatch<'a> {
             },
         };
         let Some((seq, result)) = found else { return Ok(None) };
-        let count = self.request_count()?.count;
-        Ok(still_remembered(seq, count, self.store.requests_remembered).then_some(result))
+        let state = self.request_count()?;
+        Ok(still_remembered(seq, state.count, state.limit).then_some(result))
     }
 
     /// Remembers the result of `request_id` as the next in the sequence of
@@ -91,11 +91,19 @@ impl<'a> ApplyBatch<'a> {
 
     fn request_count(&mut self) -> Result<&mut RequestCount, StorageError> {
         if self.count.is_none() {
-            let stored = match self.store.db.get_cf(self.store.cf(CF_REQUESTS), REQUEST_COUNT)? {
-                Some(bytes) => decode_u64(&bytes).ok_or(StorageError::CorruptKey("requests/count"))?,
-                None => 0,
+            let state = match self.store.db.get_cf(self.store.cf(CF_REQUESTS), REQUEST_COUNT)? {
+                Some(bytes) => {
+                    let (count, limit) = bytes
+                        .get(..8)
+                        .and_then(decode_u64)
+                        .zip(bytes.get(8..).and_then(decode_u64))
+                        .ok_or(StorageError::CorruptKey("requests/count"))?;
+                    RequestCount { stored: Some(count), count, limit }
+                }
+                // The first id: the window is fixed now, for good.
+                None => RequestCount { stored: None, count: 0, limit: self.store.requests_remembered },
             };
-            self.count = Some(RequestCount { stored, count: stored });
+            self.count = Some(state);
         }
         // Set just above.
         Ok(self.count.as_mut().expect("request count loaded"))
@@ -320,18 +328,23 @@ impl<'a> ApplyBatch<'a> {
     /// drop (those below it).
     pub(crate) fn finish_requests(&mut self) -> Option<u64> {
         let state = self.count.as_ref()?;
-        if state.count != state.stored {
-            self.batch.put_cf(self.store.cf(CF_REQUESTS), REQUEST_COUNT, state.count.to_be_bytes());
+        if state.stored != Some(state.count) {
+            let value = [state.count.to_be_bytes(), state.limit.to_be_bytes()].concat();
+            self.batch.put_cf(self.store.cf(CF_REQUESTS), REQUEST_COUNT, value);
         }
-        Some(state.count.saturating_sub(self.store.requests_remembered))
+        Some(state.count.saturating_sub(state.limit))
     }
 }
 
-/// How many request ids were ever remembered: on disk when the batch began,
-/// and now.
+/// How many request ids were ever remembered (on disk when the batch began,
+/// and now) and how many of the latest are remembered. The limit is stored
+/// with the count: were it to change, ids outside the old window that one
+/// replica has compacted away and another has not would come back on one
+/// only.
 struct RequestCount {
-    stored: u64,
+    stored: Option<u64>,
     count: u64,
+    limit: u64,
 }
 
 /// Whether the id remembered as number `seq` is one of the last `limit` of

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rocksdb::compaction_filter::Decision;
@@ -29,9 +29,8 @@ pub struct Store {
     sync_latency: Arc<LatencyHistogram>,
     /// How many request ids the state machine remembers.
     pub(crate) requests_remembered: u64,
-    /// Request ids remembered with a lower sequence number are forgotten;
-    /// compaction drops them. Raised after each apply.
-    pub(crate) forget_below: Arc<AtomicU64>,
+    /// Which forgotten request ids compaction may drop.
+    pub(crate) forget_floor: Arc<ForgetFloor>,
 }
 
 impl std::fmt::Debug for Store {
@@ -40,22 +39,85 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Which remembered request ids compaction may drop: those numbered below
+/// every apply's window ([`ForgetFloor::raise`]) and below the window of
+/// every snapshot being built ([`ForgetFloor::pin`]). RocksDB applies
+/// compaction filters even to data an open snapshot still sees, so without
+/// the pins a snapshot could miss ids its own state still remembers.
+#[derive(Debug, Default)]
+pub(crate) struct ForgetFloor {
+    state: Mutex<FloorState>,
+    /// What the compaction filter reads: ids numbered below it may go.
+    drop_below: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct FloorState {
+    forgotten_below: u64,
+    /// The floors of snapshots being built (a multiset).
+    pins: Vec<u64>,
+}
+
+/// Holds the floor of one snapshot build until dropped.
+pub(crate) struct FloorPin {
+    floor: Arc<ForgetFloor>,
+    value: u64,
+}
+
+impl ForgetFloor {
+    /// After an apply: ids numbered below `below` are forgotten for good.
+    pub(crate) fn raise(&self, below: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.forgotten_below = state.forgotten_below.max(below);
+        self.publish(&state);
+    }
+
+    /// Keeps every id the state machine remembers now until the pin is
+    /// dropped. Take it before the RocksDB snapshot it protects.
+    pub(crate) fn pin(self: &Arc<Self>) -> FloorPin {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let value = state.forgotten_below;
+        state.pins.push(value);
+        self.publish(&state);
+        FloorPin { floor: self.clone(), value }
+    }
+
+    fn publish(&self, state: &FloorState) {
+        let lowest = state.pins.iter().copied().fold(state.forgotten_below, u64::min);
+        self.drop_below.store(lowest, Ordering::Release);
+    }
+
+    fn drop_below(&self) -> u64 {
+        self.drop_below.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for FloorPin {
+    fn drop(&mut self) {
+        let mut state = self.floor.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = state.pins.iter().position(|p| *p == self.value) {
+            state.pins.swap_remove(at);
+        }
+        self.floor.publish(&state);
+    }
+}
+
 /// Options of one column family. Every write looks up its record and its
 /// request id before writing them, and a new record or a fresh request id
 /// is a miss: whole-key bloom filters in the memtable and in table files
 /// answer a miss without walking the memtable's skiplist or reading a
 /// table block.
-fn cf_options(name: &str, forget_below: &Arc<AtomicU64>) -> Options {
+fn cf_options(name: &str, forget_floor: &Arc<ForgetFloor>) -> Options {
     let mut opts = Options::default();
     if name == CF_REQUESTS {
         // Forgotten request ids are never deleted one by one (that would
         // cost a tombstone per write); compaction drops them. Dropping one
-        // changes nothing a reader can see: lookups already treat it as
-        // forgotten, and the threshold only ever rises.
-        let forget_below = forget_below.clone();
+        // changes nothing a lookup or a snapshot being built can see (see
+        // `ForgetFloor`), and the floor of later applies only rises.
+        let floor = forget_floor.clone();
         opts.set_compaction_filter("forgotten_request_ids", move |_level: u32, key: &[u8], value: &[u8]| {
             match remembered_seq(value) {
-                Some(seq) if key != REQUEST_COUNT && seq < forget_below.load(Ordering::Acquire) => Decision::Remove,
+                Some(seq) if key != REQUEST_COUNT && seq < floor.drop_below() => Decision::Remove,
                 _ => Decision::Keep,
             }
         });
@@ -83,6 +145,42 @@ const MEMTABLE_BLOOM_RATIO: f64 = 0.05;
 /// About a 1 % false-positive rate.
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
+/// What a data directory's format stamp says.
+enum Stamp {
+    Current,
+    /// Nothing written yet: stamp it.
+    Fresh,
+    Refused(String),
+}
+
+fn read_stamp(db: &DB) -> Result<Stamp, StorageError> {
+    let stored = match db.cf_handle(CF_SM_META) {
+        Some(meta) => db.get_cf(meta, META_FORMAT)?,
+        None => None,
+    };
+    Ok(match stored {
+        Some(bytes) if bytes.as_slice() == STORE_FORMAT.to_be_bytes() => Stamp::Current,
+        Some(bytes) => Stamp::Refused(format!(
+            "written in format {}, this holdfast reads format {STORE_FORMAT}",
+            decode_u32(&bytes).map_or_else(|| format!("{bytes:?}"), |v| v.to_string())
+        )),
+        None => {
+            let used = [CF_LOG, CF_RAFT_META, CF_SM_META]
+                .iter()
+                .filter_map(|name| db.cf_handle(name))
+                .any(|cf| db.iterator_cf(cf, IteratorMode::Start).next().is_some());
+            if used {
+                Stamp::Refused(format!(
+                    "written by a holdfast from before data formats were stamped; this one reads format \
+                     {STORE_FORMAT}"
+                ))
+            } else {
+                Stamp::Fresh
+            }
+        }
+    })
+}
+
 impl Store {
     /// Opens (or creates) the store under `dir`: RocksDB in `dir/db`,
     /// snapshot files in `dir/snapshots`.
@@ -97,9 +195,11 @@ impl Store {
         // disabled or its recovery relaxed.
         opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         opts.set_max_background_jobs(2);
-        // A family this build does not know means another format; RocksDB
-        // would refuse to open it with a less helpful message.
+        // An existing directory is checked read-only first, so one in
+        // another format is refused exactly as it was found (a read-write
+        // open would add missing families and rewrite RocksDB's own files).
         if let Ok(existing) = DB::list_cf(&opts, &db_dir) {
+            // RocksDB would refuse an unknown family with a less helpful message.
             if let Some(unknown) = existing.iter().find(|name| *name != "default" && !ALL_CFS.contains(&name.as_str()))
             {
                 return Err(format_error(format!(
@@ -107,52 +207,37 @@ impl Store {
                      was written by another version"
                 )));
             }
+            let found = DB::open_cf_for_read_only(&Options::default(), &db_dir, &existing, false)?;
+            if let Stamp::Refused(reason) = read_stamp(&found)? {
+                return Err(format_error(reason));
+            }
         }
-        let forget_below = Arc::new(AtomicU64::new(0));
-        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &forget_below)));
+        let forget_floor = Arc::new(ForgetFloor::default());
+        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &forget_floor)));
         let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
         let store = Self {
             db: Arc::new(db),
             dir: dir.to_path_buf(),
             sync_latency: Arc::default(),
             requests_remembered: REQUEST_IDS_REMEMBERED,
-            forget_below,
+            forget_floor,
         };
-        store.check_format().map_err(format_error)?;
-        Ok(store)
-    }
-
-    /// Stamps a new directory with [`STORE_FORMAT`]; refuses one written in
-    /// another format, or before formats were stamped.
-    fn check_format(&self) -> Result<(), String> {
-        let meta = self.cf(CF_SM_META);
-        let stored = self.db.get_cf(meta, META_FORMAT).map_err(|e| e.to_string())?;
-        match stored {
-            Some(bytes) if bytes.as_slice() == STORE_FORMAT.to_be_bytes() => Ok(()),
-            Some(bytes) => Err(format!(
-                "written in format {}, this holdfast reads format {STORE_FORMAT}",
-                decode_u32(&bytes).map_or_else(|| format!("{bytes:?}"), |v| v.to_string())
-            )),
-            None => {
-                let used = [CF_LOG, CF_RAFT_META, CF_SM_META]
-                    .iter()
-                    .any(|name| self.db.iterator_cf(self.cf(name), IteratorMode::Start).next().is_some());
-                if used {
-                    return Err(format!(
-                        "written by a holdfast from before data formats were stamped; this one reads format \
-                         {STORE_FORMAT}"
-                    ));
-                }
+        match read_stamp(&store.db)? {
+            Stamp::Current => {}
+            Stamp::Refused(reason) => return Err(format_error(reason)),
+            Stamp::Fresh => {
                 let mut batch = WriteBatch::default();
-                batch.put_cf(meta, META_FORMAT, STORE_FORMAT.to_be_bytes());
-                self.write_synced(batch).map_err(|e| e.to_string())
+                batch.put_cf(store.cf(CF_SM_META), META_FORMAT, STORE_FORMAT.to_be_bytes());
+                store.write_synced(batch)?;
             }
         }
+        Ok(store)
     }
 
     /// Remembers at most `count` request ids instead of
     /// [`REQUEST_IDS_REMEMBERED`] (tests of forgetting use a small number).
-    /// Every replica of a cluster must use the same count.
+    /// The count is fixed when a state machine remembers its first id (it is
+    /// stored, and travels in snapshots); later this setting is ignored.
     pub fn remember_requests(mut self, count: u64) -> Self {
         self.requests_remembered = count;
         self
@@ -240,6 +325,43 @@ pub(crate) mod tests {
         assert!(matches!(results[0], CommandResult::Duplicate(_)), "{:?}", results[0]);
         assert!(matches!(results[1], CommandResult::Written { .. }), "{:?}", results[1]);
         assert!(matches!(results[2], CommandResult::Written { .. }), "{:?}", results[2]);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_being_built_keeps_the_request_ids_it_remembers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().remember_requests(2);
+        let mut sm = store.state_machine().await.unwrap();
+        sm.apply(vec![put(1, "q1"), put(2, "q2")]).await.unwrap();
+        // As a snapshot build does: pinned before its RocksDB snapshot.
+        let pin = store.forget_floor.pin();
+        sm.apply(vec![put(3, "q3"), put(4, "q4"), put(5, "q5")]).await.unwrap();
+        let cf = store.cf(CF_REQUESTS);
+        let compact = || {
+            store.db.flush_cf(cf).unwrap();
+            store.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        };
+        let stored = |key: &[u8]| store.db.get_cf(cf, key).unwrap().is_some();
+        compact();
+        assert!(stored(b"q1") && stored(b"q2") && stored(b"q3"), "the pinned window survives compaction");
+        drop(pin);
+        compact();
+        assert!(!stored(b"q1") && !stored(b"q2") && !stored(b"q3"), "unpinned, forgotten ids go");
+        assert!(stored(b"q4") && stored(b"q5"));
+    }
+
+    #[tokio::test]
+    async fn the_request_window_is_fixed_by_the_first_id_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap().remember_requests(2);
+            store.state_machine().await.unwrap().apply(vec![put(1, "q1"), put(2, "q2"), put(3, "q3")]).await.unwrap();
+        }
+        // A larger window later must not bring q1 back.
+        let store = Store::open(dir.path()).unwrap().remember_requests(10);
+        let results = store.state_machine().await.unwrap().apply(vec![put(4, "q1"), put(5, "q3")]).await.unwrap();
+        assert!(matches!(results[0], CommandResult::Written { .. }), "{:?}", results[0]);
+        assert!(matches!(results[1], CommandResult::Duplicate(_)), "{:?}", results[1]);
     }
 
     fn open_error(dir: &Path) -> String {

@@ -47,9 +47,9 @@ pub const META_MEMBERSHIP: &[u8] = b"membership";
 /// Id (u32 BE) of the data key that seals new writes, kept in the `keys`
 /// family under this reserved key so snapshots carry it.
 pub const KEYS_CURRENT: &[u8] = b"current";
-/// How many request ids were ever remembered (u64 BE), in the `requests`
-/// family under the empty key, which no request id can be, so snapshots
-/// carry it.
+/// How many request ids were ever remembered and how many of the latest are
+/// remembered (u64 BE each), in the `requests` family under the empty key,
+/// which no request id can be, so snapshots carry them.
 pub const REQUEST_COUNT: &[u8] = b"";
 /// The data directory's format (u32 BE), in `sm_meta`.
 pub const META_FORMAT: &[u8] = b"format";

@@ -51,30 +51,40 @@ impl LogStore {
         }
     }
 
-    /// Entries in `start..end_exclusive`; `memory_only` reads fail with
-    /// `Incomplete` rather than touch the disk.
-    fn entries_in(&self, start: u64, end_exclusive: u64, memory_only: bool) -> Result<Vec<Entry>, StorageError> {
+    /// Entries in `start..end_exclusive`. In place (`in_place`), only from
+    /// memory and up to [`IN_PLACE_BYTES_MAX`]: `None` when that cannot
+    /// answer (a block not cached, or too many bytes for a runtime thread).
+    fn entries_in(&self, start: u64, end_exclusive: u64, in_place: bool) -> Result<Option<Vec<Entry>>, StorageError> {
         let mut out = Vec::new();
+        let mut bytes = 0;
         let mode = IteratorMode::From(&log_key(start), Direction::Forward);
         let mut opts = ReadOptions::default();
-        if memory_only {
+        if in_place {
             opts.set_read_tier(ReadTier::BlockCache);
         }
         for item in self.store.db.iterator_cf_opt(self.store.cf(CF_LOG), opts, mode) {
-            let (key, value) = item?;
+            let (key, value) = match item {
+                Ok(item) => item,
+                Err(e) if in_place && e.kind() == rocksdb::ErrorKind::Incomplete => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
             let index = decode_u64(&key).ok_or(StorageError::CorruptKey("log"))?;
             if index >= end_exclusive {
                 break;
             }
+            bytes += value.len();
+            if in_place && bytes > IN_PLACE_BYTES_MAX {
+                return Ok(None);
+            }
             out.push(decode(&value).map_err(StorageError::corrupt("log entry"))?);
         }
-        Ok(out)
+        Ok(Some(out))
     }
 }
 
-/// Larger log reads always go to the blocking pool: decoding many entries
-/// would hold a runtime thread too long.
-const IN_PLACE_ENTRIES_MAX: u64 = 64;
+/// A log read in place stops past this many bytes and goes to the blocking
+/// pool: decoding more would hold a runtime thread too long.
+const IN_PLACE_BYTES_MAX: usize = 512 * 1024;
 
 fn range_to_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
     use std::ops::Bound::*;
@@ -99,15 +109,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let (start, end) = range_to_bounds(&range);
         // Replication reads entries just appended, still in the memtable:
         // read them in place. A read that needs the disk (a follower far
-        // behind) goes to the blocking pool, so it never stalls the runtime.
-        if end.saturating_sub(start) <= IN_PLACE_ENTRIES_MAX {
-            match self.entries_in(start, end, true) {
-                Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {}
-                read => return read.map_err(|e| StorageIOError::read_logs(&e).into()),
-            }
+        // behind) or many bytes goes to the blocking pool.
+        if let Some(entries) = self.entries_in(start, end, true).map_err(|e| StorageIOError::read_logs(&e))? {
+            return Ok(entries);
         }
         let this = self.clone();
-        blocking(move || this.entries_in(start, end, false)).await.map_err(|e| StorageIOError::read_logs(&e).into())
+        let read = blocking(move || this.entries_in(start, end, false)).await;
+        read.map(Option::unwrap_or_default).map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 
@@ -249,11 +257,7 @@ mod tests {
             store.db.flush_cf(store.cf(CF_LOG)).unwrap();
         }
         let mut log = Store::open(dir.path()).unwrap().log_store();
-        let cold = log.entries_in(1, 4, true);
-        assert!(
-            matches!(&cold, Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete),
-            "a memory-only read of a cold block reports Incomplete: {cold:?}"
-        );
+        assert!(log.entries_in(1, 4, true).unwrap().is_none(), "a cold block cannot be read in place");
         let read = log.try_get_log_entries(1..4).await.unwrap();
         assert_eq!(
             read.iter().map(|e| e.log_id).collect::<Vec<_>>(),

@@ -82,6 +82,9 @@ fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
 /// Streams the current state machine into a new snapshot file and returns
 /// its metadata and path. Older snapshot files are removed afterwards.
 pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageError> {
+    // Before the RocksDB snapshot: compaction must keep every request id the
+    // snapshot's state still remembers until the file is written.
+    let _keep_request_ids = store.forget_floor.pin();
     let view = store.db.snapshot();
     let last_applied: Option<LogId> = match view.get_cf(store.cf(CF_SM_META), META_LAST_APPLIED)? {
         Some(b) => decode(&b).map_err(StorageError::corrupt("last applied"))?,

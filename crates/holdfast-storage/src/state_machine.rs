@@ -184,7 +184,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // every entry land together, synced, or not at all.
             store.write_synced(write)?;
             if let Some(below) = forget_below {
-                store.forget_below.fetch_max(below, std::sync::atomic::Ordering::AcqRel);
+                store.forget_floor.raise(below);
             }
             let keyring = if batch.keys_changed.is_empty() { None } else { Some(read_keyring(&store)?) };
             let access = if batch.access_changed() { Some(read_access(&store)?) } else { None };

@@ -178,7 +178,12 @@ async fn a_write_cut_off_by_a_new_leader_is_never_reported_as_not_proposed() -> 
         status.metadata().get(NOT_PROPOSED_METADATA).is_none(),
         "a proposed write was reported as not proposed: {status:?}"
     );
-    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("may or may not be applied"), "{status:?}");
+    // Unknown outcome: "leadership moved", or, on a machine so loaded that
+    // the election outlasts the proposal timeout, a timeout.
+    assert!(
+        matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+            && status.message().contains("may or may not be applied"),
+        "{status:?}"
+    );
     cluster.stop_all().await
 }
