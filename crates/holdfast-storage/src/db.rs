@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
-    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options, ReadOptions, ReadTier, WriteBatch,
+    WriteOptions, DB,
 };
 
 use holdfast_types::limits::REQUEST_IDS_REMEMBERED;
@@ -144,6 +145,17 @@ const POINT_LOOKUP_CFS: [&str; 2] = [CF_RECORDS, CF_REQUESTS];
 const MEMTABLE_BLOOM_RATIO: f64 = 0.05;
 /// About a 1 % false-positive rate.
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
+
+/// Read options; `memory_only` reads (memtables and cached blocks) fail
+/// with `Incomplete` ([`StorageError::is_incomplete`]) rather than touch the
+/// disk, so they may run on a runtime thread.
+pub(crate) fn read_options(memory_only: bool) -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    if memory_only {
+        opts.set_read_tier(ReadTier::BlockCache);
+    }
+    opts
+}
 
 /// What a data directory's format stamp says.
 enum Stamp {

@@ -24,6 +24,11 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// A memory-only read that would have needed the disk.
+    pub(crate) fn is_incomplete(&self) -> bool {
+        matches!(self, StorageError::Rocks(e) if e.kind() == rocksdb::ErrorKind::Incomplete)
+    }
+
     pub(crate) fn corrupt(what: &'static str) -> impl FnOnce(CodecError) -> StorageError {
         move |source| StorageError::Corrupt { what, source }
     }

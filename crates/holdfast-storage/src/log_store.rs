@@ -8,12 +8,12 @@ use std::ops::RangeBounds;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
-use rocksdb::{Direction, IteratorMode, ReadOptions, ReadTier, WriteBatch};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use holdfast_types::codec::{decode, encode};
 use holdfast_types::{Entry, LogId, NodeId, TypeConfig};
 
-use crate::db::Store;
+use crate::db::{read_options, Store};
 use crate::error::{blocking, RaftStorageError, StorageError};
 use crate::keys::*;
 
@@ -58,15 +58,11 @@ impl LogStore {
         let mut out = Vec::new();
         let mut bytes = 0;
         let mode = IteratorMode::From(&log_key(start), Direction::Forward);
-        let mut opts = ReadOptions::default();
-        if in_place {
-            opts.set_read_tier(ReadTier::BlockCache);
-        }
-        for item in self.store.db.iterator_cf_opt(self.store.cf(CF_LOG), opts, mode) {
-            let (key, value) = match item {
+        for item in self.store.db.iterator_cf_opt(self.store.cf(CF_LOG), read_options(in_place), mode) {
+            let (key, value) = match item.map_err(StorageError::from) {
                 Ok(item) => item,
-                Err(e) if in_place && e.kind() == rocksdb::ErrorKind::Incomplete => return Ok(None),
-                Err(e) => return Err(e.into()),
+                Err(e) if e.is_incomplete() => return Ok(None),
+                Err(e) => return Err(e),
             };
             let index = decode_u64(&key).ok_or(StorageError::CorruptKey("log"))?;
             if index >= end_exclusive {

@@ -3,7 +3,7 @@
 //! read uses one RocksDB snapshot, so the data and the applied revision it
 //! reports agree.
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, ReadTier};
+use rocksdb::{Direction, IteratorMode, ReadOptions};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -11,7 +11,7 @@ use holdfast_types::codec::decode;
 use holdfast_types::record::applied_revision;
 use holdfast_types::{AccessPolicy, AuditEvent, KeyringState, LogId, RecordVersion, RegistryName, Revision};
 
-use crate::db::Store;
+use crate::db::{read_options, Store};
 use crate::error::{blocking, StorageError};
 use crate::keys::*;
 
@@ -93,18 +93,8 @@ fn decode_version(bytes: &[u8]) -> Result<RecordVersion, StorageError> {
     decode(bytes).map_err(StorageError::corrupt("record"))
 }
 
-/// Read options; `memory_only` reads fail with `Incomplete` rather than
-/// touch the disk.
-fn read_options(memory_only: bool) -> ReadOptions {
-    let mut opts = ReadOptions::default();
-    if memory_only {
-        opts.set_read_tier(ReadTier::BlockCache);
-    }
-    opts
-}
-
 /// The latest version of a record and the applied revision, from one
-/// snapshot; `memory_only` as in [`read_options`].
+/// snapshot; `memory_only` as in [`read_options`](crate::db::read_options).
 fn latest_with(
     store: &Store,
     registry: &RegistryName,
@@ -251,28 +241,25 @@ impl ReadView {
     ) -> Result<(Option<RecordVersion>, Revision), StorageError> {
         if at_revision.is_none() {
             match latest_with(&self.store, &registry, &record, true) {
-                Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {}
+                Err(e) if e.is_incomplete() => {}
                 answered => return answered,
             }
         }
         let store = self.store.clone();
         blocking(move || {
+            let Some(at) = at_revision else {
+                return latest_with(&store, &registry, &record, false);
+            };
             let view = store.db.snapshot();
             let applied = applied_in(&store, &view)?;
-            let version = match at_revision {
-                None => return latest_with(&store, &registry, &record, false),
-                Some(at) => {
-                    let prefix = record_key(&registry, &record);
-                    let seek = history_key(&registry, &record, at);
-                    let mut iter =
-                        view.iterator_cf(store.cf(CF_HISTORY), IteratorMode::From(&seek, Direction::Reverse));
-                    match iter.next().transpose()? {
-                        Some((key, value)) if key.len() == prefix.len() + 8 && key.starts_with(&prefix) => {
-                            Some(decode_version(&value)?)
-                        }
-                        _ => None,
-                    }
+            let prefix = record_key(&registry, &record);
+            let seek = history_key(&registry, &record, at);
+            let mut iter = view.iterator_cf(store.cf(CF_HISTORY), IteratorMode::From(&seek, Direction::Reverse));
+            let version = match iter.next().transpose()? {
+                Some((key, value)) if key.len() == prefix.len() + 8 && key.starts_with(&prefix) => {
+                    Some(decode_version(&value)?)
                 }
+                _ => None,
             };
             Ok((version, applied))
         })
@@ -399,7 +386,7 @@ mod tests {
         let registry = RegistryName::parse("population").unwrap();
         let cold = latest_with(&store, &registry, b"on-disk", true);
         assert!(
-            matches!(&cold, Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete),
+            matches!(&cold, Err(e) if e.is_incomplete()),
             "a memory-only read of a cold block reports Incomplete: {cold:?}"
         );
         let view = store.state_machine().await.unwrap().read_view();
