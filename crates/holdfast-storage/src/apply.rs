@@ -59,7 +59,7 @@ impl<'a> ApplyBatch<'a> {
     }
 
     /// The first result of `request_id`, if it is still remembered: one of
-    /// the last `requests_remembered` ids remembered.
+    /// the latest ids remembered, as many as the stored window holds.
     fn remembered(&mut self, request_id: &str) -> Result<Option<CommandResult>, StorageError> {
         let found = match self.requests.get(request_id) {
             Some(pending) => Some(pending.clone()),
