@@ -61,6 +61,19 @@ fn holdfast_next_to_me() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Waits for Ctrl-C or SIGTERM and names it.
+async fn stop_signal() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        // Without a SIGTERM handler, Ctrl-C still stops the run cleanly.
+        Err(_) => return tokio::signal::ctrl_c().await.map_or("a signal", |()| "interrupted"),
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = term.recv() => "terminated",
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -91,7 +104,22 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let report = runtime.block_on(run_and_write(&config));
+            // Stopped by a signal, the run is dropped, and with it the
+            // cluster, which kills its node processes (a SIGTERM to this
+            // process alone would otherwise leave them running).
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    report = run_and_write(&config) => Ok(report),
+                    signal = stop_signal() => Err(signal),
+                }
+            });
+            let report = match outcome {
+                Ok(report) => report,
+                Err(signal) => {
+                    eprintln!("\nholdfast-chaos: {signal}; the cluster is stopped, no verdict");
+                    return ExitCode::from(130);
+                }
+            };
             print!("{}", report.summary());
             println!("report: {}", out_dir.join("report.json").display());
             if report.verdict == Verdict::Valid {
