@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::Authorizer;
 use crate::crypto::Crypto;
-use crate::error::{to_status, ServerError};
+use crate::error::{known_leader, to_status, ServerError};
 use crate::records::RecordCodec;
 
 /// How long AddLearner waits for the learner to catch up before answering.
@@ -152,10 +152,7 @@ fn role(state: ServerState) -> &'static str {
 impl Cluster for ClusterService {
     async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let metrics = self.raft.metrics().borrow().clone();
-        let leader_addr = metrics
-            .current_leader
-            .and_then(|l| metrics.membership_config.membership().get_node(&l).map(|n| n.addr.clone()))
-            .unwrap_or_default();
+        let leader_addr = known_leader(&metrics).map(|(_, addr)| addr).unwrap_or_default();
         // The digest scans the whole state machine: only when asked, since
         // leader waits and bootstrap checks poll status often.
         let (applied, digest) = if request.into_inner().include_digest {

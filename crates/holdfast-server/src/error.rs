@@ -54,6 +54,13 @@ pub enum ServerError {
     Tls(String),
 }
 
+/// The leader these metrics name, with its address: the hint a NOT_LEADER
+/// answer carries.
+pub(crate) fn known_leader(metrics: &openraft::RaftMetrics<NodeId, NodeInfo>) -> Option<(NodeId, String)> {
+    let leader = metrics.current_leader?;
+    metrics.membership_config.membership().get_node(&leader).map(|node| (leader, node.addr.clone()))
+}
+
 impl ServerError {
     pub(crate) fn from_forward(f: &ForwardToLeader<NodeId, NodeInfo>) -> Self {
         let leader = match (f.leader_id, &f.leader_node) {

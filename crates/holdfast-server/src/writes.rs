@@ -11,7 +11,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batching::{self, Limits};
-use crate::error::ServerError;
+use crate::error::{known_leader, ServerError};
 
 /// Writes waiting for a batch; when full, callers wait (backpressure).
 const QUEUE_WRITES_MAX: usize = 16 * 1024;
@@ -88,19 +88,12 @@ async fn client_write(raft: &Raft, command: Command) -> Result<CommandResult, Se
 /// once submitted, that answer means the outcome is unknown (a retry with
 /// the same request id is safe).
 pub(crate) async fn propose_as_leader(raft: &Raft, command: Command) -> Result<CommandResult, ServerError> {
-    let leader = {
+    let refused = {
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
-        match metrics.current_leader {
-            Some(leader) if leader == metrics.id => None,
-            Some(leader) => Some(
-                Some(leader)
-                    .zip(metrics.membership_config.membership().get_node(&leader).map(|node| node.addr.clone())),
-            ),
-            None => Some(None),
-        }
+        (metrics.current_leader != Some(metrics.id)).then(|| known_leader(&metrics))
     };
-    if let Some(leader) = leader {
+    if let Some(leader) = refused {
         return Err(ServerError::NotLeader { leader });
     }
     match raft.client_write(command).await {

@@ -210,6 +210,7 @@ impl Store {
         // An existing directory is checked read-only first, so one in
         // another format is refused exactly as it was found (a read-write
         // open would add missing families and rewrite RocksDB's own files).
+        let mut stamp = Stamp::Fresh;
         if let Ok(existing) = DB::list_cf(&opts, &db_dir) {
             // RocksDB would refuse an unknown family with a less helpful message.
             if let Some(unknown) = existing.iter().find(|name| *name != "default" && !ALL_CFS.contains(&name.as_str()))
@@ -220,7 +221,8 @@ impl Store {
                 )));
             }
             let found = DB::open_cf_for_read_only(&Options::default(), &db_dir, &existing, false)?;
-            if let Stamp::Refused(reason) = read_stamp(&found)? {
+            stamp = read_stamp(&found)?;
+            if let Stamp::Refused(reason) = stamp {
                 return Err(format_error(reason));
             }
         }
@@ -234,14 +236,10 @@ impl Store {
             requests_remembered: REQUEST_IDS_REMEMBERED,
             forget_floor,
         };
-        match read_stamp(&store.db)? {
-            Stamp::Current => {}
-            Stamp::Refused(reason) => return Err(format_error(reason)),
-            Stamp::Fresh => {
-                let mut batch = WriteBatch::default();
-                batch.put_cf(store.cf(CF_SM_META), META_FORMAT, STORE_FORMAT.to_be_bytes());
-                store.write_synced(batch)?;
-            }
+        if matches!(stamp, Stamp::Fresh) {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.cf(CF_SM_META), META_FORMAT, STORE_FORMAT.to_be_bytes());
+            store.write_synced(batch)?;
         }
         Ok(store)
     }
