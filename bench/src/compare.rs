@@ -30,8 +30,10 @@ pub struct CompareSpec {
     pub etcd_bin: PathBuf,
     /// Holdfast without sealing, only to measure what encryption costs.
     pub insecure_plaintext: bool,
-    /// Holdfast over plaintext gRPC, only to measure what TLS costs.
+    /// Both clusters over plaintext gRPC, only to measure what TLS costs.
     pub insecure_transport: bool,
+    /// etcd alone over plaintext (its fastest setting), holdfast as set.
+    pub etcd_plaintext: bool,
     /// The nodes' `[access] audit` mode (`strict`, as users run it, when
     /// `None`), to measure what the access audit trail costs.
     pub audit: Option<String>,
@@ -65,16 +67,21 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
         )
         .await
         .context("starting the holdfast cluster")?,
-        etcd: EtcdCluster::start(&spec.etcd_bin).await.context("starting the etcd cluster")?,
+        etcd: EtcdCluster::start(&spec.etcd_bin, spec.insecure_transport || spec.etcd_plaintext)
+            .await
+            .context("starting the etcd cluster")?,
     };
-    eprintln!(
-        "holdfast at {:?} ({}, audit {}), etcd leader at {:?}",
-        started.holdfast.endpoints(),
-        if spec.insecure_transport { "plaintext gRPC" } else { "mutual TLS" },
-        spec.audit.as_deref().unwrap_or("strict"),
-        started.etcd.endpoints()
-    );
     let holdfast_tls = started.holdfast.client_tls();
+    let etcd_tls = started.etcd.client_tls();
+    let transport = |tls: &Option<_>| if tls.is_some() { "mutual TLS" } else { "plaintext" };
+    let setup = format!(
+        "holdfast: {}, {}, audit {}; etcd: {}",
+        transport(&holdfast_tls),
+        if spec.insecure_plaintext { "values in the clear" } else { "values sealed" },
+        spec.audit.as_deref().unwrap_or("strict"),
+        transport(&etcd_tls),
+    );
+    eprintln!("{setup}; holdfast at {:?}, etcd leader at {:?}", started.holdfast.endpoints(), started.etcd.endpoints());
 
     let cases: Vec<(Workload, usize)> =
         spec.workloads.iter().flat_map(|w| spec.clients.iter().map(move |c| (*w, *c))).collect();
@@ -96,7 +103,10 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
                     key_space: spec.key_space,
                     preload_keys: spec.preload_keys,
                     key_prefix: format!("r{round}-c{index}-"),
-                    tls: if kind == Kind::Holdfast { holdfast_tls.clone() } else { None },
+                    tls: match kind {
+                        Kind::Holdfast => holdfast_tls.clone(),
+                        Kind::Etcd => etcd_tls.clone(),
+                    },
                 };
                 let (endpoints, pids) = started.endpoints_and_pids(kind);
                 let measurement = load::run(kind, &endpoints, &pids, &load_spec)
@@ -118,6 +128,7 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
     Ok(Report {
         machine,
         etcd_version: etcd_version(&spec.etcd_bin),
+        setup,
         value_bytes: spec.value_bytes,
         duration_secs: spec.duration.as_secs_f64(),
         warmup_secs: spec.warmup.as_secs_f64(),

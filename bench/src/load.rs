@@ -37,8 +37,8 @@ pub struct LoadSpec {
     pub preload_keys: u64,
     /// Starts every key of this run (see [`KeyPlan::new`]).
     pub key_prefix: String,
-    /// holdfast only: the client certificate to speak mutual TLS with;
-    /// `None` dials plaintext.
+    /// The client certificate to speak mutual TLS with (to holdfast or
+    /// etcd); `None` dials plaintext.
     pub tls: Option<ClientTls>,
 }
 

@@ -78,13 +78,13 @@ struct RunArgs {
     /// Concurrent closed-loop clients.
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    /// holdfast over TLS: the CA bundle (with --cert and --key).
+    /// Over mutual TLS: the CA bundle (with --cert and --key).
     #[arg(long, env = "HOLDFAST_CACERT")]
     cacert: Option<PathBuf>,
-    /// holdfast over TLS: the client certificate.
+    /// Over mutual TLS: the client certificate.
     #[arg(long, env = "HOLDFAST_CERT")]
     cert: Option<PathBuf>,
-    /// holdfast over TLS: the client key.
+    /// Over mutual TLS: the client key.
     #[arg(long, env = "HOLDFAST_KEY")]
     key: Option<PathBuf>,
     #[command(flatten)]
@@ -114,10 +114,14 @@ struct CompareArgs {
     /// sealing costs. Users never run it this way.
     #[arg(long)]
     insecure_plaintext: bool,
-    /// Run holdfast over plaintext gRPC instead of mutual TLS, to measure
-    /// what TLS costs. Users never run it this way.
+    /// Run both clusters over plaintext gRPC instead of mutual TLS, to
+    /// measure what TLS costs. Users never run holdfast this way.
     #[arg(long)]
     insecure_transport: bool,
+    /// Run etcd alone over plaintext (its fastest setting; holdfast keeps
+    /// mutual TLS), the setting of the runs before run 6.
+    #[arg(long)]
+    etcd_plaintext: bool,
     /// The access audit mode of the holdfast nodes: strict (the default,
     /// as users run it), best-effort or off — to measure what auditing
     /// every read and write costs.
@@ -195,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
                 etcd_bin: args.etcd_bin,
                 insecure_plaintext: args.insecure_plaintext,
                 insecure_transport: args.insecure_transport,
+                etcd_plaintext: args.etcd_plaintext,
                 audit: args.audit,
             };
             let report = compare::run(&spec).await?;

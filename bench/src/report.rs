@@ -100,6 +100,8 @@ impl Comparison {
 pub struct Report {
     pub machine: String,
     pub etcd_version: String,
+    /// How each side runs: transport, sealing, audit mode.
+    pub setup: String,
     pub value_bytes: usize,
     pub duration_secs: f64,
     pub warmup_secs: f64,
@@ -137,8 +139,14 @@ impl Report {
     /// The side-by-side table, one ratio line under each pair.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{}\n{}, values {} B, {:.1} s measured after {:.1} s warm-up, median of {} round(s)\n\n{HEADER}\n",
-            self.machine, self.etcd_version, self.value_bytes, self.duration_secs, self.warmup_secs, self.rounds
+            "{}\n{}\n{}, values {} B, {:.1} s measured after {:.1} s warm-up, median of {} round(s)\n\n{HEADER}\n",
+            self.machine,
+            self.setup,
+            self.etcd_version,
+            self.value_bytes,
+            self.duration_secs,
+            self.warmup_secs,
+            self.rounds
         );
         for c in &self.comparisons {
             row(&mut out, &c.holdfast);

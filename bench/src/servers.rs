@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use holdfast_client::ClientTls;
-use holdfast_testkit::process::{free_port, reference_topology, NodeOptions, ProcessCluster};
+use holdfast_testkit::certs::{ClusterPki, ADMIN_IDENTITY};
+use holdfast_testkit::process::{free_ports, reference_topology, NodeOptions, ProcessCluster};
 use tempfile::TempDir;
 
 /// Reference-topology nodes in three distinct regions: the placement rule
@@ -72,11 +73,16 @@ impl HoldfastCluster {
     }
 }
 
-/// Three etcd members with data dirs in a temp dir, default snapshot and WAL settings.
+/// Three etcd members with data dirs in a temp dir, default snapshot and WAL
+/// settings; client and peer traffic over mutual TLS unless told otherwise,
+/// as production etcd runs (and as holdfast runs in the same comparison).
 pub struct EtcdCluster {
     children: Vec<Child>,
     client_addrs: Vec<String>,
     leader_addr: String,
+    /// The client certificate (issued by the cluster's own CA); `None` when
+    /// the cluster runs plaintext.
+    client_tls: Option<ClientTls>,
     root: TempDir,
 }
 
@@ -91,25 +97,41 @@ impl Drop for EtcdCluster {
 }
 
 impl EtcdCluster {
-    pub async fn start(binary: &Path) -> anyhow::Result<Self> {
+    /// Starts the members; `plaintext` turns TLS off on client and peer
+    /// URLs (etcd's fastest setting, to show what TLS costs it).
+    pub async fn start(binary: &Path, plaintext: bool) -> anyhow::Result<Self> {
         anyhow::ensure!(
             binary.exists(),
             "etcd binary {} not found; install Debian's etcd-server (cargo xtask deps does)",
             binary.display()
         );
         let root = tempfile::Builder::new().prefix("etcd-bench-").tempdir()?;
-        let mut client_addrs = Vec::new();
-        let mut peer_urls = Vec::new();
-        for _ in 0..3 {
-            client_addrs.push(format!("127.0.0.1:{}", free_port()?));
-            peer_urls.push(format!("http://127.0.0.1:{}", free_port()?));
-        }
+        let scheme = if plaintext { "http" } else { "https" };
+        let ports = free_ports(6)?;
+        let client_addrs: Vec<String> = ports[..3].iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let peer_urls: Vec<String> = ports[3..].iter().map(|p| format!("{scheme}://127.0.0.1:{p}")).collect();
         let initial_cluster: Vec<String> = peer_urls.iter().enumerate().map(|(i, url)| format!("e{i}={url}")).collect();
-        let mut cluster = Self { children: Vec::new(), client_addrs, leader_addr: String::new(), root };
+        let pki = if plaintext { None } else { Some(ClusterPki::open_or_create(&root.path().join("pki"))?) };
+        let client_tls = pki.as_ref().map(|pki| pki.client_tls(ADMIN_IDENTITY)).transpose()?;
+        let mut cluster = Self { children: Vec::new(), client_addrs, leader_addr: String::new(), client_tls, root };
         for (i, peer_url) in peer_urls.iter().enumerate() {
             let log = File::create(cluster.log_path(i))?;
-            let client_url = format!("http://{}", cluster.client_addrs[i]);
-            let child = Command::new(binary)
+            let client_url = format!("{scheme}://{}", cluster.client_addrs[i]);
+            let mut command = Command::new(binary);
+            if let Some(pki) = &pki {
+                // One certificate per member for both roles (server and
+                // client auth), as holdfast's nodes have; every connection
+                // must present a certificate of the cluster's CA.
+                let files = pki.node_files(i as u64 + 1)?;
+                for role in ["", "peer-"] {
+                    command
+                        .arg(format!("--{role}cert-file={}", files.cert.display()))
+                        .arg(format!("--{role}key-file={}", files.key.display()))
+                        .arg(format!("--{role}trusted-ca-file={}", files.ca.display()))
+                        .arg(format!("--{role}client-cert-auth"));
+                }
+            }
+            let child = command
                 .arg(format!("--name=e{i}"))
                 .arg(format!("--data-dir={}", cluster.root.path().join(format!("e{i}")).display()))
                 .arg(format!("--listen-client-urls={client_url}"))
@@ -146,7 +168,7 @@ impl EtcdCluster {
         loop {
             let mut answers = Vec::new();
             for addr in &self.client_addrs {
-                answers.push(etcd_status(addr).await);
+                answers.push(etcd_status(addr, self.client_tls.as_ref()).await);
             }
             let leader_id = answers.first().copied().flatten().map(|(_, leader)| leader).unwrap_or(0);
             let agreed = leader_id != 0 && answers.iter().all(|a| a.is_some_and(|(_, leader)| leader == leader_id));
@@ -167,14 +189,40 @@ impl EtcdCluster {
     pub fn pids(&self) -> Vec<u32> {
         self.children.iter().map(Child::id).collect()
     }
+
+    /// The client certificate to dial the members with; `None` when they
+    /// run plaintext.
+    pub fn client_tls(&self) -> Option<ClientTls> {
+        self.client_tls.clone()
+    }
+}
+
+/// Connects an etcd client to `addrs` (`host:port`), over mutual TLS with
+/// `tls`, plaintext without.
+pub async fn etcd_connect(
+    addrs: &[String],
+    tls: Option<&ClientTls>,
+    options: etcd_client::ConnectOptions,
+) -> anyhow::Result<etcd_client::Client> {
+    let (scheme, options) = match tls {
+        Some(tls) => {
+            let config = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(&tls.ca_pem))
+                .identity(etcd_client::Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+            ("https", options.with_tls(config))
+        }
+        None => ("http", options),
+    };
+    let urls: Vec<String> = addrs.iter().map(|a| format!("{scheme}://{a}")).collect();
+    etcd_client::Client::connect(urls, Some(options)).await.with_context(|| format!("connecting to etcd at {addrs:?}"))
 }
 
 /// (this member's id, the leader it knows) or `None` if it does not answer.
-async fn etcd_status(addr: &str) -> Option<(u64, u64)> {
+async fn etcd_status(addr: &str, tls: Option<&ClientTls>) -> Option<(u64, u64)> {
     let options = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_millis(500))
         .with_timeout(Duration::from_secs(2));
-    let mut client = etcd_client::Client::connect([format!("http://{addr}")], Some(options)).await.ok()?;
+    let mut client = etcd_connect(&[addr.to_owned()], tls, options).await.ok()?;
     let status = client.status().await.ok()?;
     Some((status.header()?.member_id(), status.leader()))
 }

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use holdfast_client::{Client, ClientTls, Consistency, ReadOptions, WriteOptions};
 use serde::Serialize;
+
+use crate::servers::etcd_connect;
 
 /// holdfast keeps records in named registries; the benchmark uses one.
 pub const REGISTRY: &str = "bench";
@@ -78,13 +79,10 @@ impl Connection {
                 Ok(Self::Holdfast(client))
             }
             Kind::Etcd => {
-                let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
                 let options = etcd_client::ConnectOptions::new()
                     .with_timeout(REQUEST_TIMEOUT)
                     .with_connect_timeout(Duration::from_secs(2));
-                let client = etcd_client::Client::connect(urls, Some(options))
-                    .await
-                    .with_context(|| format!("connecting to etcd at {endpoints:?}"))?;
+                let client = etcd_connect(endpoints, tls, options).await?;
                 Ok(Self::Etcd(Box::new(client.kv_client())))
             }
         }

@@ -33,6 +33,8 @@ fn compare_runs_both_targets_and_reports() {
 
     let text = std::fs::read_to_string(&json_path).expect("the JSON report is written");
     let report: serde_json::Value = serde_json::from_str(&text).expect("the report is JSON");
+    let setup = report["setup"].as_str().expect("the report says how each side ran");
+    assert!(setup.contains("holdfast: mutual TLS") && setup.contains("etcd: mutual TLS"), "{setup}");
     let comparisons = report["comparisons"].as_array().expect("comparisons is a list");
     assert_eq!(comparisons.len(), 2, "{text}");
     for (comparison, workload) in comparisons.iter().zip(["put", "get"]) {

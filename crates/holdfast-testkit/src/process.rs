@@ -103,6 +103,15 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Picks `n` distinct free loopback ports: every listener is held until all
+/// are picked, so the kernel cannot hand the same port out twice (which
+/// [`free_port`] called `n` times may do, leaving two servers to fight over
+/// one port).
+pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
+    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
 fn placement_toml(p: &Placement) -> String {
     format!(
         "{{ region = {:?}, zone = {:?}, provider = {:?}, jurisdiction = {:?} }}",
@@ -124,14 +133,12 @@ impl ProcessCluster {
         options: impl Fn(NodeId) -> NodeOptions,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)?;
-        let mut addrs = BTreeMap::new();
-        for (i, s) in specs.iter().enumerate() {
-            let port = match base_port {
-                Some(base) => base + i as u16,
-                None => free_port()?,
-            };
-            addrs.insert(s.id, format!("127.0.0.1:{port}"));
-        }
+        let ports = match base_port {
+            Some(base) => (0..specs.len()).map(|i| base + i as u16).collect(),
+            None => free_ports(specs.len())?,
+        };
+        let addrs: BTreeMap<_, _> =
+            specs.iter().zip(ports).map(|(s, port)| (s.id, format!("127.0.0.1:{port}"))).collect();
         // One master key for the cluster, readable by its owner only.
         let key_path = root.join("master.key");
         if !key_path.exists() {
