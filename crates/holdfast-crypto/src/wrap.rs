@@ -28,6 +28,7 @@ pub struct WrappedKey {
     version: u8,
     key_id: u32,
     nonce: [u8; NONCE_BYTES],
+    #[serde(with = "serde_bytes")]
     ciphertext: Vec<u8>,
 }
 

@@ -24,7 +24,9 @@ const DATA_LOSS_LOGGED_MAX: usize = 10_000;
 /// it) and the value.
 #[derive(Serialize, Deserialize)]
 struct SealedRecord {
+    #[serde(with = "serde_bytes")]
     id: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     value: Vec<u8>,
 }
 

@@ -77,6 +77,7 @@ pub struct AuditEvent {
     pub time_ms: u64,
     pub identity: String,
     pub registry: RegistryName,
+    #[serde(with = "serde_bytes")]
     pub record: Vec<u8>,
     pub op: AuditOp,
     /// The revision read or written (0 when none).

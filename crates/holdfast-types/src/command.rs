@@ -26,17 +26,43 @@ pub enum Command {
     /// Write a new revision of a record. `if_revision`: `Some(0)` means the
     /// record must not exist (or be deleted); `Some(n)` means its latest live
     /// revision must be `n`.
-    Put { registry: RegistryName, record: Vec<u8>, value: Vec<u8>, if_revision: Option<Revision>, meta: WriteMeta },
+    Put {
+        registry: RegistryName,
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        if_revision: Option<Revision>,
+        meta: WriteMeta,
+    },
     /// Write a tombstone revision; history stays readable.
-    Delete { registry: RegistryName, record: Vec<u8>, if_revision: Option<Revision>, meta: WriteMeta },
+    Delete {
+        registry: RegistryName,
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+        if_revision: Option<Revision>,
+        meta: WriteMeta,
+    },
     /// Add a wrapped data key to the replicated keyring and make it current
     /// for new writes. Storage keeps the bytes without reading them.
-    AddDataKey { key_id: u32, wrapped: Vec<u8> },
+    AddDataKey {
+        key_id: u32,
+        #[serde(with = "serde_bytes")]
+        wrapped: Vec<u8>,
+    },
     /// Replace the stored bytes of one existing revision (re-encryption under
     /// the current key) without creating a revision. Applied only if the
     /// stored bytes still hash to `expected_sha256`, so a stale re-seal can
     /// never overwrite newer bytes.
-    Reseal { registry: RegistryName, record: Vec<u8>, revision: Revision, value: Vec<u8>, expected_sha256: [u8; 32] },
+    Reseal {
+        registry: RegistryName,
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+        revision: Revision,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        expected_sha256: [u8; 32],
+    },
     /// Drop a data key that no stored revision needs any more.
     RetireKey { key_id: u32 },
     /// Add permissions for an identity on a scope.
@@ -57,8 +83,22 @@ pub enum Command {
 /// never recurses, however the bytes were crafted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BatchedWrite {
-    Put { registry: RegistryName, record: Vec<u8>, value: Vec<u8>, if_revision: Option<Revision>, meta: WriteMeta },
-    Delete { registry: RegistryName, record: Vec<u8>, if_revision: Option<Revision>, meta: WriteMeta },
+    Put {
+        registry: RegistryName,
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        if_revision: Option<Revision>,
+        meta: WriteMeta,
+    },
+    Delete {
+        registry: RegistryName,
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+        if_revision: Option<Revision>,
+        meta: WriteMeta,
+    },
 }
 
 /// One client write, borrowed from a `Command` or a `BatchedWrite`;
@@ -173,4 +213,48 @@ pub enum CommandResult {
 pub struct KeyringState {
     pub current: Option<u32>,
     pub wrapped: std::collections::BTreeMap<u32, Vec<u8>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode;
+    use crate::record::RecordVersion;
+
+    /// The shape of `Command` before its byte fields were encoded as one
+    /// slice: each byte a sequence element.
+    #[derive(Serialize)]
+    enum ElementWise {
+        Put { registry: RegistryName, record: Vec<u8>, value: Vec<u8>, if_revision: Option<Revision>, meta: WriteMeta },
+    }
+
+    #[test]
+    fn byte_fields_encode_exactly_as_element_by_element() {
+        // Entries in logs and records on disk were written element by
+        // element; the slice encoding must produce the same bytes.
+        let registry = RegistryName::parse("land").expect("valid name");
+        let meta =
+            WriteMeta { request_id: "r-1".into(), actor: "clerk".into(), reason: "fix".into(), commit_time_ms: 9 };
+        let (record, value) = (vec![0u8, 1, 255], vec![7u8; 300]);
+        let now = Command::Put {
+            registry: registry.clone(),
+            record: record.clone(),
+            value: value.clone(),
+            if_revision: Some(3),
+            meta: meta.clone(),
+        };
+        let before = ElementWise::Put { registry, record, value: value.clone(), if_revision: Some(3), meta };
+        assert_eq!(encode(&now).expect("encodes"), encode(&before).expect("encodes"));
+
+        let version = RecordVersion {
+            revision: 7,
+            value: Some(value.clone()),
+            create_revision: 5,
+            commit_time_ms: 9,
+            actor: "a".into(),
+            reason: "r".into(),
+        };
+        let tuple = (7u64, Some(value), 5u64, 9u64, "a".to_owned(), "r".to_owned());
+        assert_eq!(encode(&version).expect("encodes"), encode(&tuple).expect("encodes"));
+    }
 }

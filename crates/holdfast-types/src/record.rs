@@ -137,6 +137,7 @@ pub fn page_limit(requested: u32) -> Result<u32, ValidationError> {
 pub struct RecordVersion {
     pub revision: Revision,
     /// `None` for a tombstone written by a delete.
+    #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
     /// Revision at which the record was (re)created after being absent.
     pub create_revision: Revision,
