@@ -176,22 +176,26 @@ impl<'a> ApplyBatch<'a> {
                 Some(conflict) => conflict,
                 None => {
                     let create_revision = current.map_or(revision, |c| c.create_revision);
-                    let stored = version(revision, value.map(<[u8]>::to_vec), create_revision, meta);
+                    let stored = version(revision, value.map(<[u8]>::to_vec), create_revision, meta, proposer);
                     self.write_version(registry, record, stored)?;
                     CommandResult::Written { revision }
                 }
             },
         };
-        self.audit_write(revision, proposer, write, &result)?;
+        self.audit_refused_write(revision, proposer, write, &result)?;
         self.remember(&meta.request_id, &result)?;
         Ok(result)
     }
 
-    /// The write's own audit event, in the same batch as the write: no write
-    /// applies without its trace, and it costs no Raft entry of its own.
-    /// The identity is the stored actor (the authenticated identity on a TLS
-    /// node); the serving node is the leader that proposed the entry.
-    fn audit_write(
+    /// The audit event of a write that was refused (a condition failed, or
+    /// a delete found nothing), in the same batch: no write applies without
+    /// its trace, and it costs no Raft entry of its own. A successful
+    /// write's event is its history version (actor, commit time, proposing
+    /// node, revision), which the trail reader merges in; storing it twice
+    /// would cost every replica a memtable insert per write. The identity
+    /// is the stored actor (the authenticated identity on a TLS node); the
+    /// serving node is the leader that proposed the entry.
+    fn audit_refused_write(
         &mut self,
         revision: Revision,
         proposer: u64,
@@ -200,10 +204,12 @@ impl<'a> ApplyBatch<'a> {
     ) -> Result<(), StorageError> {
         let op = if write.value.is_some() { AuditOp::Put } else { AuditOp::Delete };
         let (revision_seen, outcome) = match result {
-            CommandResult::Written { revision } => (*revision, AuditOutcome::Ok),
             CommandResult::Conflict { current } => (*current, AuditOutcome::Conflict),
             CommandResult::NotFound => (0, AuditOutcome::NotFound),
-            CommandResult::None | CommandResult::Duplicate(_) | CommandResult::Batch(_) => return Ok(()),
+            CommandResult::Written { .. }
+            | CommandResult::None
+            | CommandResult::Duplicate(_)
+            | CommandResult::Batch(_) => return Ok(()),
         };
         let event = AuditEvent {
             time_ms: write.meta.commit_time_ms,
@@ -381,7 +387,13 @@ fn check_condition(current: Option<&RecordVersion>, if_revision: Option<Revision
     }
 }
 
-fn version(revision: Revision, value: Option<Vec<u8>>, create_revision: Revision, meta: &WriteMeta) -> RecordVersion {
+fn version(
+    revision: Revision,
+    value: Option<Vec<u8>>,
+    create_revision: Revision,
+    meta: &WriteMeta,
+    node: u64,
+) -> RecordVersion {
     RecordVersion {
         revision,
         value,
@@ -389,5 +401,6 @@ fn version(revision: Revision, value: Option<Vec<u8>>, create_revision: Revision
         commit_time_ms: meta.commit_time_ms,
         actor: meta.actor.clone(),
         reason: meta.reason.clone(),
+        node,
     }
 }

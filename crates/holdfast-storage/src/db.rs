@@ -135,9 +135,11 @@ fn cf_options(name: &str, forget_floor: &Arc<ForgetFloor>) -> Options {
 }
 
 /// The layout of the data directory. 2: request ids carry a sequence
-/// number and the `request_order` family is gone. Stamped at creation;
-/// a directory in another format is refused, never reinterpreted.
-pub const STORE_FORMAT: u32 = 2;
+/// number and the `request_order` family is gone. 3: a record version names
+/// the node that proposed it, and `audit` holds no event of a successful
+/// write (its history version is that event). Stamped at creation; a
+/// directory in another format is refused, never reinterpreted.
+pub const STORE_FORMAT: u32 = 3;
 
 /// Column families read by exact key on the write path.
 const POINT_LOOKUP_CFS: [&str; 2] = [CF_RECORDS, CF_REQUESTS];
@@ -396,7 +398,10 @@ pub(crate) mod tests {
         raw.put_cf(raw.cf_handle(CF_SM_META).unwrap(), META_FORMAT, 1u32.to_be_bytes()).unwrap();
         drop(raw);
         let error = open_error(dir.path());
-        assert!(error.contains("written in format 1") && error.contains("reads format 2"), "{error}");
+        assert!(
+            error.contains("written in format 1") && error.contains(&format!("reads format {STORE_FORMAT}")),
+            "{error}"
+        );
         let still = DB::open_cf_for_read_only(&Options::default(), dir.path().join("db"), ALL_CFS, false).unwrap();
         let stamp = still.get_cf(still.cf_handle(CF_SM_META).unwrap(), META_FORMAT).unwrap();
         assert_eq!(stamp.as_deref(), Some(&1u32.to_be_bytes()[..]), "a refused directory is not restamped");

@@ -9,7 +9,9 @@ use tokio::sync::watch;
 
 use holdfast_types::codec::decode;
 use holdfast_types::record::applied_revision;
-use holdfast_types::{AccessPolicy, AuditEvent, KeyringState, LogId, RecordVersion, RegistryName, Revision};
+use holdfast_types::{
+    AccessPolicy, AuditEvent, AuditOp, AuditOutcome, KeyringState, LogId, RecordVersion, RegistryName, Revision,
+};
 
 use crate::db::{read_options, Store};
 use crate::error::{blocking, StorageError};
@@ -93,6 +95,37 @@ fn decode_version(bytes: &[u8]) -> Result<RecordVersion, StorageError> {
     decode(bytes).map_err(StorageError::corrupt("record"))
 }
 
+/// Where an event sits in a record's audit trail: the revision (u64 BE)
+/// and the position in its entry (u32 BE), as `audit` keys end.
+type TrailPosition = [u8; 12];
+
+/// The trail position of `key` (an `audit` key when `suffix` is 12, a
+/// `history` key at position 0 when it is 8), or `None` if the key belongs
+/// to another record.
+fn trail_position(prefix: &[u8], key: &[u8], suffix: usize) -> Option<TrailPosition> {
+    if key.len() != prefix.len() + suffix || !key.starts_with(prefix) {
+        return None;
+    }
+    let mut position = [0; 12];
+    position[..suffix].copy_from_slice(&key[prefix.len()..]);
+    Some(position)
+}
+
+/// The audit event of the successful write that stored `version`, as it
+/// was recorded when the write applied.
+fn write_event(registry: &RegistryName, record: &[u8], version: RecordVersion) -> AuditEvent {
+    AuditEvent {
+        time_ms: version.commit_time_ms,
+        op: if version.is_tombstone() { AuditOp::Delete } else { AuditOp::Put },
+        identity: version.actor,
+        registry: registry.clone(),
+        record: record.to_vec(),
+        revision: version.revision,
+        outcome: AuditOutcome::Ok,
+        node: version.node,
+    }
+}
+
 /// The latest version of a record and the applied revision, from one
 /// snapshot; `memory_only` as in [`read_options`](crate::db::read_options).
 fn latest_with(
@@ -127,7 +160,12 @@ impl ReadView {
     }
 
     /// Up to `limit` audit events of one record, oldest first, after the
-    /// resume token `after` (from the previous page).
+    /// resume token `after` (from the previous page). A record's trail is
+    /// two sorted streams merged by position (revision, then position in
+    /// its entry): its history versions, each the event of a successful
+    /// write at (revision, 0), and the `audit` family's events (reads,
+    /// refused writes). No two events share a position: a log entry holds
+    /// either writes or audited reads.
     pub async fn audit_trail(
         &self,
         registry: RegistryName,
@@ -140,30 +178,43 @@ impl ReadView {
             let view = store.db.snapshot();
             let applied = applied_in(&store, &view)?;
             let prefix = record_key(&registry, &record);
-            let start = match after {
-                // The token is the position of the first event not yet returned.
-                Some(token) if token.len() == 12 => {
-                    let mut k = prefix.clone();
-                    k.extend_from_slice(&token);
-                    k
-                }
-                Some(_) => return Err(StorageError::CorruptKey("audit page token")),
-                None => prefix.clone(),
+            // The token is the position of the first event not yet returned.
+            let from: TrailPosition = match after {
+                Some(token) => token.try_into().map_err(|_| StorageError::CorruptKey("audit page token"))?,
+                None => [0; 12],
             };
-            let mut events = Vec::new();
-            let mut next_after = None;
+            // Up to `limit + 1` events of each stream: enough to fill the
+            // page and to find where the next one starts.
+            let wanted = limit as usize + 1;
+            let mut trail: Vec<(TrailPosition, AuditEvent)> = Vec::with_capacity(wanted);
+            let start = [&prefix[..], &from].concat();
             for item in view.iterator_cf(store.cf(CF_AUDIT), IteratorMode::From(&start, Direction::Forward)) {
                 let (key, value) = item?;
-                if !(key.len() == prefix.len() + 12 && key.starts_with(&prefix)) {
+                let Some(position) = trail_position(&prefix, &key, 12) else { break };
+                if trail.len() == wanted {
                     break;
                 }
-                if events.len() == limit as usize {
-                    next_after = Some(key[prefix.len()..].to_vec());
-                    break;
-                }
-                events.push(decode::<AuditEvent>(&value).map_err(StorageError::corrupt("audit event"))?);
+                trail.push((position, decode(&value).map_err(StorageError::corrupt("audit event"))?));
             }
-            Ok(AuditPage { events, next_after, applied })
+            let from_written = trail.len();
+            let start = [&prefix[..], &from[..8]].concat();
+            for item in view.iterator_cf(store.cf(CF_HISTORY), IteratorMode::From(&start, Direction::Forward)) {
+                let (key, value) = item?;
+                let Some(position) = trail_position(&prefix, &key, 8) else { break };
+                if position < from {
+                    // The write at the token's revision, when the token
+                    // points past its position 0.
+                    continue;
+                }
+                if trail.len() - from_written == wanted {
+                    break;
+                }
+                trail.push((position, write_event(&registry, &record, decode_version(&value)?)));
+            }
+            trail.sort_by_key(|(position, _)| *position);
+            let next_after = trail.get(limit as usize).map(|(position, _)| position.to_vec());
+            trail.truncate(limit as usize);
+            Ok(AuditPage { events: trail.into_iter().map(|(_, event)| event).collect(), next_after, applied })
         })
         .await
     }

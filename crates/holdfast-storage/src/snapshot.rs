@@ -22,8 +22,10 @@ use crate::keys::*;
 
 const MAGIC: &[u8; 6] = b"HFSNAP";
 /// Snapshot files carry it. 2: request ids carry their sequence number and
-/// the `request_order` family is gone (format 1 had it as tag 4).
-const SNAPSHOT_FORMAT: u8 = 2;
+/// the `request_order` family is gone (format 1 had it as tag 4). 3: record
+/// versions name their proposing node; successful writes have no `audit`
+/// event of their own (data directory format 3).
+const SNAPSHOT_FORMAT: u8 = 3;
 const END_TAG: u8 = 0;
 /// Largest key or value a snapshot may hold; bounds allocations when a
 /// corrupt file claims a huge length.

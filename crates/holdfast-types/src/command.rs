@@ -253,8 +253,9 @@ mod tests {
             commit_time_ms: 9,
             actor: "a".into(),
             reason: "r".into(),
+            node: 4,
         };
-        let tuple = (7u64, Some(value), 5u64, 9u64, "a".to_owned(), "r".to_owned());
+        let tuple = (7u64, Some(value), 5u64, 9u64, "a".to_owned(), "r".to_owned(), 4u64);
         assert_eq!(encode(&version).expect("encodes"), encode(&tuple).expect("encodes"));
     }
 }

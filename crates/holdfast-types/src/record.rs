@@ -144,6 +144,10 @@ pub struct RecordVersion {
     pub commit_time_ms: u64,
     pub actor: String,
     pub reason: String,
+    /// The node that accepted the write and proposed it (the leader then).
+    /// With `actor` and `commit_time_ms` it is the write's audit event: the
+    /// trail of a record reads its successful writes from history.
+    pub node: u64,
 }
 
 impl RecordVersion {
