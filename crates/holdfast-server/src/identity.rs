@@ -1,6 +1,9 @@
 //! Who is calling: the identity in the client certificate of a request that
 //! came over mutual TLS.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use holdfast_types::NodeId;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -14,7 +17,31 @@ const NODE_PREFIX: &str = "node-";
 /// the chain; this only reads it).
 pub fn peer_identity<T>(request: &tonic::Request<T>) -> Option<String> {
     let certs = request.peer_certs()?;
-    identity_of(certs.first()?.as_ref())
+    cached_identity_of(certs.first()?.as_ref())
+}
+
+/// Certificates whose identity was read, at most this many (then the cache
+/// starts over): a cluster has a handful of nodes and client identities.
+const IDENTITY_CACHE_MAX: usize = 1024;
+
+/// [`identity_of`], remembered per certificate: every request and every
+/// Raft RPC names its caller, and parsing X.509 each time cost 3-4 % of a
+/// leader's CPU. The identity is a function of the certificate's bytes
+/// alone, so a cached answer is always the answer.
+fn cached_identity_of(der: &[u8]) -> Option<String> {
+    type Identities = HashMap<Box<[u8]>, Option<String>>;
+    static CACHE: Mutex<Option<Identities>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if let Some(identity) = cache.get(der) {
+        return identity.clone();
+    }
+    let identity = identity_of(der);
+    if cache.len() >= IDENTITY_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(der.into(), identity.clone());
+    identity
 }
 
 /// The identity in a DER certificate, by the rules of [`peer_identity`].
@@ -62,6 +89,21 @@ mod tests {
     fn self_signed(params: CertificateParams) -> Vec<u8> {
         let key = KeyPair::generate().expect("key");
         params.self_signed(&key).expect("cert").der().to_vec()
+    }
+
+    #[test]
+    fn cached_identities_are_the_parsed_ones() {
+        let ca = Ca::generate("ca").expect("ca");
+        let certs: Vec<Vec<u8>> = (0..3)
+            .map(|i| der(&ca.issue_client(&format!("svc-{i}"), Validity::days(1)).expect("client").cert_pem))
+            .collect();
+        for _ in 0..2 {
+            for (i, cert) in certs.iter().enumerate() {
+                assert_eq!(cached_identity_of(cert).as_deref(), Some(format!("svc-{i}").as_str()));
+            }
+        }
+        assert_eq!(cached_identity_of(b"not a certificate"), None);
+        assert_eq!(cached_identity_of(b"not a certificate"), None);
     }
 
     #[test]
