@@ -128,10 +128,13 @@ pub fn split_access_key(key: &[u8]) -> Option<(String, Scope)> {
     Some((identity, scope))
 }
 
-/// Key of one audit event: events of a record sort together, oldest first.
-pub fn audit_key(registry: &RegistryName, record: &[u8], index: u64, position: u32) -> Vec<u8> {
+/// Key of one audit event: events of a record sort together, oldest first,
+/// by revision and then position in their entry (a refused write's event is
+/// at its revision, position 0, where a successful write's history version
+/// sits in the trail).
+pub fn audit_key(registry: &RegistryName, record: &[u8], revision: Revision, position: u32) -> Vec<u8> {
     let mut key = record_key(registry, record);
-    key.extend_from_slice(&index.to_be_bytes());
+    key.extend_from_slice(&revision.to_be_bytes());
     key.extend_from_slice(&position.to_be_bytes());
     key
 }

@@ -37,6 +37,10 @@ fn put(record: &str, value: &str, if_revision: Option<u64>, request_id: &str) ->
     }
 }
 
+fn delete(record: &str, request_id: &str) -> Command {
+    Command::Delete { registry: reg(), record: record.as_bytes().to_vec(), if_revision: None, meta: meta(request_id) }
+}
+
 /// Builds a snapshot of `sm` and installs it into a new store under `dir`.
 async fn moved_by_snapshot(sm: &mut StateMachineStore, dir: &std::path::Path) -> StateMachineStore {
     let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.expect("snapshot built");
@@ -230,12 +234,6 @@ async fn a_batch_applies_its_writes_in_order_each_at_its_own_revision() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut sm = store.state_machine().await.unwrap();
-    let delete = |record: &str, request_id: &str| Command::Delete {
-        registry: reg(),
-        record: record.as_bytes().to_vec(),
-        if_revision: None,
-        meta: meta(request_id),
-    };
     let commands = vec![
         put("a", "v1", Some(0), "b1"),
         // Sees the write just before it in the same batch.
@@ -350,12 +348,6 @@ async fn a_trail_merges_writes_from_history_with_stored_events_in_order_on_every
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut sm = store.state_machine().await.unwrap();
-    let delete = |record: &str, request_id: &str| Command::Delete {
-        registry: reg(),
-        record: record.as_bytes().to_vec(),
-        if_revision: None,
-        meta: meta(request_id),
-    };
     let batch =
         [put("a", "v2", None, "q2"), put("b", "w", None, "q3"), put("a", "v3", Some(rev(1)), "q4"), delete("a", "q5")]
             .into_iter()
