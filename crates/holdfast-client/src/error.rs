@@ -173,6 +173,23 @@ impl ClientError {
         )
     }
 
+    /// The error as a client without TLS settings reports it: a node that
+    /// requires mutual TLS closes a plaintext connection at once, which the
+    /// client sees only as a broken connection, so a failed connection says
+    /// what may be missing.
+    pub(crate) fn with_plaintext_hint(self) -> Self {
+        match self {
+            Self::Transport { endpoint, message } => Self::Transport {
+                endpoint,
+                message: format!(
+                    "{message} (this client speaks plaintext; a node that requires mutual TLS closes such \
+                     connections: give the client its certificate, e.g. holdfastctl --cacert, --cert and --key)"
+                ),
+            },
+            other => other,
+        }
+    }
+
     /// Classifies a gRPC status returned by a call to `endpoint`.
     pub fn from_status(status: &Status, endpoint: &str) -> Self {
         let message = status.message().to_owned();

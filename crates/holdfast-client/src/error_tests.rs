@@ -150,3 +150,14 @@ fn timeout_is_unknown() {
     assert_eq!(err.outcome(), Outcome::Unknown);
     assert!(err.is_retryable());
 }
+
+#[test]
+fn a_plaintext_client_says_what_a_broken_connection_may_mean() {
+    let broken = ClientError::Transport { endpoint: ENDPOINT.to_owned(), message: "broken pipe".to_owned() };
+    let hinted = broken.with_plaintext_hint();
+    assert!(hinted.to_string().contains("broken pipe") && hinted.to_string().contains("speaks plaintext"), "{hinted}");
+    assert_eq!(hinted.outcome(), Outcome::Unknown, "the hint changes the words, not the outcome");
+    // Nothing listening is not a TLS question.
+    let refused = ClientError::Connect { endpoint: ENDPOINT.to_owned(), message: "refused".to_owned() };
+    assert!(!refused.with_plaintext_hint().to_string().contains("plaintext"));
+}

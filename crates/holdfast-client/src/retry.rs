@@ -88,7 +88,8 @@ impl Client {
                     }
                     return Ok(value);
                 }
-                Ok(Err(status)) => ClientError::from_status(&status, endpoint),
+                Ok(Err(status)) if self.pool.uses_tls() => ClientError::from_status(&status, endpoint),
+                Ok(Err(status)) => ClientError::from_status(&status, endpoint).with_plaintext_hint(),
                 Err(_elapsed) => ClientError::Timeout { endpoint: endpoint.to_owned(), timeout: policy.timeout },
             };
             if matches!(
