@@ -104,12 +104,12 @@ impl Pool {
         })
     }
 
-    /// The remembered leader when `prefer_leader` and one is known, else the cursor.
     /// Whether endpoints are dialled over TLS.
     pub(crate) fn uses_tls(&self) -> bool {
         self.settings.tls.is_some()
     }
 
+    /// The remembered leader when `prefer_leader` and one is known, else the cursor.
     pub(crate) fn pick(&self, prefer_leader: bool) -> Target {
         let mut state = self.lock();
         let index = match state.leader {

@@ -88,8 +88,14 @@ impl Client {
                     }
                     return Ok(value);
                 }
-                Ok(Err(status)) if self.pool.uses_tls() => ClientError::from_status(&status, endpoint),
-                Ok(Err(status)) => ClientError::from_status(&status, endpoint).with_plaintext_hint(),
+                Ok(Err(status)) => {
+                    let error = ClientError::from_status(&status, endpoint);
+                    if self.pool.uses_tls() {
+                        error
+                    } else {
+                        error.with_plaintext_hint()
+                    }
+                }
                 Err(_elapsed) => ClientError::Timeout { endpoint: endpoint.to_owned(), timeout: policy.timeout },
             };
             if matches!(
