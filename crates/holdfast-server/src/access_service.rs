@@ -7,12 +7,11 @@
 use holdfast_proto::v1 as pb;
 use holdfast_proto::v1::access_server::Access;
 use holdfast_proto::v1::audit_server::Audit;
+use holdfast_storage::Raft;
 use holdfast_storage::ReadView;
 use holdfast_types::access::{validate_identity, AccessError};
 use holdfast_types::record::{page_limit, validate_record_id};
-use holdfast_types::{
-    AccessPolicy, AuditOp, AuditOutcome, Command, CommandResult, Permission, Raft, RegistryName, Scope,
-};
+use holdfast_types::{AccessPolicy, AuditOp, AuditOutcome, Command, CommandResult, Permission, RegistryName, Scope};
 use tonic::{Request, Response, Status};
 
 use crate::audit::Auditor;
@@ -129,7 +128,7 @@ impl Access for AccessService {
         let run = async {
             self.auth.check(&caller, None, Permission::Admin)?;
             // Linearizable: a grant just made is listed.
-            self.raft.ensure_linearizable().await?;
+            self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await?;
             let policy = self.auth.policy();
             Ok(pb::ListAccessResponse {
                 grants: grants_to_pb(policy.entries()),
@@ -191,7 +190,7 @@ impl Audit for AuditService {
             };
             let record = self.codec.storage_record(&registry, &req.record_id);
             self.auditor.authorize(&self.auth, &caller, &registry, &record, AuditOp::ReadAudit, Permission::Audit)?;
-            self.raft.ensure_linearizable().await?;
+            self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await?;
             let page = self.view.audit_trail(registry.clone(), record.clone(), after, limit).await?;
             // Looking at who looked is itself recorded, before answering.
             let event = self.auditor.event(

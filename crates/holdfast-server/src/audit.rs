@@ -9,9 +9,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use holdfast_storage::Raft;
 use holdfast_types::audit::AUDIT_BATCH_EVENTS_MAX;
-use holdfast_types::{AuditEvent, AuditOp, AuditOutcome, Command, NodeId, Permission, Raft, RegistryName, Revision};
-use openraft::error::{ClientWriteError, RaftError};
+use holdfast_types::{AuditEvent, AuditOp, AuditOutcome, Command, NodeId, Permission, RegistryName, Revision};
+use openraft::errors::{ClientWriteError, RaftError};
 use openraft::RaftNetworkFactory;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -238,17 +239,19 @@ async fn commit(raft: &Raft, network: &Network, events: Vec<AuditEvent>) -> Comm
     loop {
         match raft.client_write(Command::Audit { events: events.clone() }).await {
             Ok(response) => return Ok(Some(response.log_id.index)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
-                (Some(leader), Some(node)) => {
-                    let mut peer = network.clone().new_client(leader, &node).await;
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    match peer.forward_audit(&events, left.min(Duration::from_secs(5))).await {
-                        Ok(()) => return Ok(None),
-                        Err(e) => last_error = e,
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f) | ClientWriteError::LogEntryDiscarded(f))) => {
+                match (f.leader_id, f.leader_node) {
+                    (Some(leader), Some(node)) => {
+                        let mut peer = network.clone().new_client(leader, &node).await;
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        match peer.forward_audit(&events, left.min(Duration::from_secs(5))).await {
+                            Ok(()) => return Ok(None),
+                            Err(e) => last_error = e,
+                        }
                     }
+                    _ => last_error = "no leader is known".to_string(),
                 }
-                _ => last_error = "no leader is known".to_string(),
-            },
+            }
             // Raft has stopped (the node is shutting down): nothing to retry.
             Err(RaftError::Fatal(fatal)) => return Err(fatal.to_string()),
             Err(e) => last_error = e.to_string(),

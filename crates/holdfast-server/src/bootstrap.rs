@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use holdfast_proto::v1::cluster_client::ClusterClient;
 use holdfast_proto::v1::StatusRequest;
-use holdfast_types::{NodeId, Raft};
+use holdfast_storage::Raft;
+use holdfast_types::NodeId;
 use tokio::sync::watch;
 
 use crate::config::NodeConfig;

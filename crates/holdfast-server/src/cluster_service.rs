@@ -1,14 +1,16 @@
 //! The admin API: `holdfast.v1.Cluster` — node status, members, and
 //! membership changes that keep the placement rule.
 
+use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use holdfast_proto::v1 as pb;
 use holdfast_proto::v1::cluster_server::Cluster;
+use holdfast_storage::Raft;
 use holdfast_storage::ReadView;
 use holdfast_types::topology::{check_voters, survival};
-use holdfast_types::{Command, NodeId, NodeInfo, Permission, Placement, Raft};
+use holdfast_types::{Command, NodeId, NodeInfo, Permission, Placement};
 use openraft::{ChangeMembers, ServerState};
 use tonic::{Request, Response, Status};
 
@@ -76,7 +78,7 @@ impl ClusterService {
     }
 
     fn members(&self) -> Vec<pb::Member> {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         membership
@@ -96,7 +98,7 @@ impl ClusterService {
         add: Option<NodeId>,
         remove: Option<NodeId>,
     ) -> Result<Vec<(NodeId, Placement)>, ServerError> {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership();
         let mut ids: BTreeSet<NodeId> = membership.voter_ids().collect();
         if let Some(a) = add {
@@ -151,7 +153,7 @@ fn role(state: ServerState) -> &'static str {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics().borrow_watched().clone();
         let leader_addr = known_leader(&metrics).map(|(_, addr)| addr).unwrap_or_default();
         // The digest scans the whole state machine: only when asked, since
         // leader waits and bootstrap checks poll status often.
@@ -180,7 +182,7 @@ impl Cluster for ClusterService {
         let s = survival(&voters);
         Ok(Response::new(pb::MembersResponse {
             members: self.members(),
-            leader_id: self.raft.metrics().borrow().current_leader.unwrap_or(0),
+            leader_id: self.raft.metrics().borrow_watched().current_leader.unwrap_or(0),
             survives_any_region: s.survives_any_region,
             survives_any_provider: s.survives_any_provider,
             survives_all_domestic_lost: s.survives_all_domestic_lost,
@@ -236,7 +238,7 @@ impl Cluster for ClusterService {
                 ));
             };
             // Only the leader proposes; a follower answers with the leader hint.
-            self.raft.ensure_linearizable().await?;
+            self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await?;
             let next = self.view.keyring().borrow().wrapped.keys().max().map_or(1, |id| id + 1);
             let wrapped = crypto.new_wrapped_key(next)?;
             crate::writes::propose_as_leader(&self.raft, Command::AddDataKey { key_id: next, wrapped }).await?;

@@ -1,8 +1,8 @@
 //! The server's error type and the one function that turns any error into a
 //! `tonic::Status`, with the leader hint in metadata.
 
-use holdfast_types::{NodeId, NodeInfo, ValidationError};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use holdfast_types::{NodeId, TypeConfig, ValidationError};
+use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
 use tonic::{Code, Status};
 
 /// Metadata key carrying the leader's `host:port` on a NOT_LEADER answer.
@@ -56,13 +56,13 @@ pub enum ServerError {
 
 /// The leader these metrics name, with its address: the hint a NOT_LEADER
 /// answer carries.
-pub(crate) fn known_leader(metrics: &openraft::RaftMetrics<NodeId, NodeInfo>) -> Option<(NodeId, String)> {
+pub(crate) fn known_leader(metrics: &openraft::RaftMetrics<TypeConfig>) -> Option<(NodeId, String)> {
     let leader = metrics.current_leader?;
     metrics.membership_config.membership().get_node(&leader).map(|node| (leader, node.addr.clone()))
 }
 
 impl ServerError {
-    pub(crate) fn from_forward(f: &ForwardToLeader<NodeId, NodeInfo>) -> Self {
+    pub(crate) fn from_forward(f: &ForwardToLeader<TypeConfig>) -> Self {
         let leader = match (f.leader_id, &f.leader_node) {
             (Some(id), Some(node)) => Some((id, node.addr.clone())),
             _ => None,
@@ -91,23 +91,31 @@ impl ServerError {
     }
 }
 
-impl From<RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>> for ServerError {
-    fn from(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Self {
+impl From<RaftError<TypeConfig, ClientWriteError<TypeConfig>>> for ServerError {
+    fn from(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Self {
         match e {
+            // Refused before the entry was appended: definitely not applied.
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ServerError::from_forward(&f),
+            // Appended, then discarded when another leader's log replaced
+            // it; a copy elsewhere may still commit.
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => ServerError::Raft(format!(
+                "leadership moved{} while the write was being proposed; it may or may not be applied",
+                f.leader_id.map(|id| format!(" to node {id}")).unwrap_or_default()
+            )),
             RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
                 ServerError::InvalidArgument(c.to_string())
             }
+            RaftError::APIError(ClientWriteError::PreconditionFailed(p)) => ServerError::InvalidArgument(p.to_string()),
             RaftError::Fatal(f) => ServerError::Raft(f.to_string()),
         }
     }
 }
 
-impl From<RaftError<NodeId, CheckIsLeaderError<NodeId, NodeInfo>>> for ServerError {
-    fn from(e: RaftError<NodeId, CheckIsLeaderError<NodeId, NodeInfo>>) -> Self {
+impl From<RaftError<TypeConfig, LinearizableReadError<TypeConfig>>> for ServerError {
+    fn from(e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -> Self {
         match e {
-            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => ServerError::from_forward(&f),
-            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => ServerError::Raft(q.to_string()),
+            RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => ServerError::from_forward(&f),
+            RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)) => ServerError::Raft(q.to_string()),
             RaftError::Fatal(f) => ServerError::Raft(f.to_string()),
         }
     }

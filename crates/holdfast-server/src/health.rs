@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use holdfast_types::{NodeId, NodeInfo, Raft};
+use holdfast_storage::Raft;
+use holdfast_types::TypeConfig;
+use openraft::async_runtime::WatchReceiver;
+use openraft::Instant as _;
 use tokio::sync::watch;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -26,22 +29,29 @@ pub const READY_APPLY_LAG_ENTRIES_MAX: u64 = 100;
 /// readiness takes to show).
 const READINESS_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Whether a node in state `m`, knowing `committed`, may serve the registry.
-/// `quorum_ack_stale_ms`: a leader whose quorum has not acknowledged it for
-/// longer is likely cut off (openraft 0.9 leaders do not step down by
-/// themselves), so it stops reporting ready.
-pub fn is_ready(m: &openraft::RaftMetrics<NodeId, NodeInfo>, committed: Option<u64>, quorum_ack_stale_ms: u64) -> bool {
+/// Whether a node in state `m` may serve the registry: it knows a leader
+/// and has applied (nearly) all it knows to be committed.
+/// `quorum_ack_age`: how long ago a quorum last acknowledged this node as
+/// leader; a leader not acknowledged for longer than `quorum_ack_stale_ms`
+/// is likely cut off (openraft leaders do not step down by themselves), so
+/// it stops reporting ready.
+pub fn is_ready(
+    m: &openraft::RaftMetrics<TypeConfig>,
+    quorum_ack_age: Option<Duration>,
+    quorum_ack_stale_ms: u64,
+) -> bool {
     if m.running_state.is_err() {
         return false;
     }
     let Some(leader) = m.current_leader else {
         return false;
     };
-    if leader == m.id && m.millis_since_quorum_ack.is_none_or(|ms| ms > quorum_ack_stale_ms) {
+    if leader == m.id && quorum_ack_age.is_none_or(|age| age > Duration::from_millis(quorum_ack_stale_ms)) {
         return false;
     }
     let applied = m.last_applied.map_or(0, |id| id.index);
-    applied + READY_APPLY_LAG_ENTRIES_MAX >= committed.unwrap_or(0)
+    let committed = m.local_committed.map_or(0, |id| id.index);
+    applied + READY_APPLY_LAG_ENTRIES_MAX >= committed
 }
 
 /// Keeps the registry's health status current until shutdown, then reports
@@ -56,10 +66,9 @@ pub async fn report_readiness(
     let raft_metrics = raft.metrics();
     let mut reported = None;
     loop {
-        let state = raft_metrics.borrow().clone();
-        // A stopped Raft core answers nothing: not ready.
-        let committed = raft.with_raft_state(|st| st.committed.map(|id| id.index)).await;
-        let ready = committed.is_ok_and(|c| is_ready(&state, c, quorum_ack_stale_ms));
+        let state = raft_metrics.borrow_watched().clone();
+        let quorum_ack_age = state.last_quorum_acked.as_ref().map(|at| at.elapsed());
+        let ready = is_ready(&state, quorum_ack_age, quorum_ack_stale_ms);
         if reported != Some(ready) {
             let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
             reporter.set_service_status(REGISTRY_SERVICE, status).await;
@@ -67,9 +76,8 @@ pub async fn report_readiness(
             tracing::info!(ready, "registry readiness changed");
             reported = Some(ready);
         }
-        // Poll, never wake on every metrics change: asking the Raft core for
-        // its state makes it publish metrics again, so waking on changes
-        // turned this into a busy loop (40% of a core per idle node).
+        // Poll: a leader's quorum acknowledgement ages without any metrics
+        // change, and waking on every change would wake on every write.
         tokio::select! {
             _ = tokio::time::sleep(READINESS_POLL_INTERVAL) => {}
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -81,29 +89,37 @@ pub async fn report_readiness(
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, LogId, RaftMetrics};
+    use holdfast_types::{CommittedLeaderId, LogId};
+    use openraft::RaftMetrics;
 
     use super::*;
 
-    fn applied(m: &mut RaftMetrics<NodeId, NodeInfo>, index: u64) {
-        m.last_applied = Some(LogId::new(CommittedLeaderId::new(1, 1), index));
+    fn log_id(index: u64) -> Option<LogId> {
+        Some(LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index))
+    }
+
+    fn applied(m: &mut RaftMetrics<TypeConfig>, index: u64) {
+        m.last_applied = log_id(index);
     }
 
     #[test]
     fn ready_needs_a_leader_a_fresh_quorum_and_a_caught_up_state_machine() {
-        let mut m = RaftMetrics::new_initial(2);
+        let ms = |ms: u64| Some(Duration::from_millis(ms));
+        let mut m = RaftMetrics::<TypeConfig>::new_initial(2);
         assert!(!is_ready(&m, None, 1000), "no leader");
         m.current_leader = Some(1);
         applied(&mut m, 500);
-        assert!(is_ready(&m, Some(500), 1000));
-        assert!(is_ready(&m, Some(500 + READY_APPLY_LAG_ENTRIES_MAX), 1000));
-        assert!(!is_ready(&m, Some(501 + READY_APPLY_LAG_ENTRIES_MAX), 1000), "replaying a backlog");
+        m.local_committed = log_id(500);
+        assert!(is_ready(&m, None, 1000));
+        m.local_committed = log_id(500 + READY_APPLY_LAG_ENTRIES_MAX);
+        assert!(is_ready(&m, None, 1000));
+        m.local_committed = log_id(501 + READY_APPLY_LAG_ENTRIES_MAX);
+        assert!(!is_ready(&m, None, 1000), "replaying a backlog");
 
+        m.local_committed = log_id(500);
         m.current_leader = Some(2);
-        assert!(!is_ready(&m, Some(500), 1000), "leader never acknowledged");
-        m.millis_since_quorum_ack = Some(200);
-        assert!(is_ready(&m, Some(500), 1000));
-        m.millis_since_quorum_ack = Some(5000);
-        assert!(!is_ready(&m, Some(500), 1000), "leader cut off from its quorum");
+        assert!(!is_ready(&m, None, 1000), "leader never acknowledged");
+        assert!(is_ready(&m, ms(200), 1000));
+        assert!(!is_ready(&m, ms(5000), 1000), "leader cut off from its quorum");
     }
 }

@@ -4,11 +4,13 @@
 //! so the work survives leader changes and restarts: a new leader simply
 //! starts another pass.
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use std::time::Duration;
 
+use holdfast_storage::Raft;
 use holdfast_storage::ReadView;
-use holdfast_types::{Command, Raft};
+use holdfast_types::Command;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -44,8 +46,8 @@ pub(crate) async fn run(raft: Raft, view: ReadView, crypto: Arc<Crypto>, mut shu
         // leader acts (and then confirms it leads before writing).
         let state = view.keyring().borrow().clone();
         let idle = state.current.is_some() && state.wrapped.len() == 1;
-        let leads = raft.metrics().borrow().state == openraft::ServerState::Leader;
-        if idle || !leads || raft.ensure_linearizable().await.is_err() {
+        let leads = raft.metrics().borrow_watched().state == openraft::ServerState::Leader;
+        if idle || !leads || raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await.is_err() {
             pass = Pass::default();
             continue;
         }
@@ -69,7 +71,7 @@ async fn step(raft: &Raft, view: &ReadView, crypto: &Crypto, pass: &mut Pass) ->
         return Ok(());
     }
     if pass.cursor.is_none() && pass.old_seen == 0 {
-        pass.started_at_log_index = raft.metrics().borrow().last_log_index.unwrap_or(0);
+        pass.started_at_log_index = raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
     }
     let batch = view.versions(pass.cursor.take(), VERSIONS_PER_STEP).await?;
     for stored in &batch.versions {

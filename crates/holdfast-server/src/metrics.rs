@@ -6,12 +6,13 @@
 //! between scrapes; only events that a scrape would miss (leader changes)
 //! are counted by a background task.
 
+use openraft::async_runtime::WatchReceiver;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use holdfast_storage::Raft;
 use holdfast_storage::{HistogramSnapshot, LatencyHistogram};
-use holdfast_types::Raft;
 use tokio::sync::watch;
 
 use crate::request_metrics::RequestStats;
@@ -92,13 +93,13 @@ impl NodeMetrics {
     /// leader, so flapping between scrapes would otherwise go unnoticed.
     pub async fn count_leader_changes(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut metrics = self.raft.metrics();
-        let mut leader = metrics.borrow().current_leader;
+        let mut leader = metrics.borrow_watched().current_leader;
         loop {
             tokio::select! {
                 changed = metrics.changed() => if changed.is_err() { return },
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
-            let now = metrics.borrow().current_leader;
+            let now = metrics.borrow_watched().current_leader;
             if now.is_some() && now != leader {
                 self.leader_changes.fetch_add(1, Ordering::Relaxed);
             }
@@ -108,10 +109,8 @@ impl NodeMetrics {
 
     /// The whole exposition, `text/plain; version=0.0.4`.
     pub async fn render(&self) -> String {
-        let m = self.raft.metrics().borrow().clone();
-        // The commit index is not in openraft 0.9's metrics; ask the core.
-        // A stopped core answers nothing, which reads as 0.
-        let committed = self.raft.with_raft_state(|st| st.committed.map(|id| id.index)).await.ok().flatten();
+        let m = self.raft.metrics().borrow_watched().clone();
+        let committed = m.local_committed.map(|id| id.index);
         let mut out = String::with_capacity(4096);
         let leader = m.current_leader;
         gauge(

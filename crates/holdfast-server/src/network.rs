@@ -1,20 +1,26 @@
-//! Raft traffic to peers: openraft's `RaftNetwork` over the internal
+//! Raft traffic to peers: openraft's `RaftNetworkV2` over the internal
 //! `holdfast.v1.Raft` gRPC service, one cached channel per peer.
+//! Replication streams: AppendEntries requests go out on one gRPC stream
+//! without waiting for each answer, and the answers come back in order.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
 use holdfast_proto::v1::raft_client::RaftClient;
 use holdfast_proto::v1::RaftMessage;
+use holdfast_storage::Snapshot;
 use holdfast_types::codec::{decode, encode};
-use holdfast_types::{AuditEvent, NodeId, NodeInfo, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use holdfast_types::{AuditEvent, NodeId, NodeInfo, SnapshotOffer, TypeConfig, Vote};
+use openraft::errors::{Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest, VoteResponse,
 };
+use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -27,7 +33,10 @@ use crate::tls::{TlsMaterial, TlsState};
 pub const TARGET_NODE_METADATA: &str = "holdfast-target-node";
 
 /// Largest Raft message: a batch of max-size entries or a snapshot chunk.
-const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+pub(crate) const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Bytes of a snapshot file per message of a snapshot transfer.
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Creates per-peer clients; channels are cached by peer and address and
 /// shared, and made anew after the node's TLS files are reloaded.
@@ -137,7 +146,6 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 enum Rpc {
     Append,
     Vote,
-    Snapshot,
     Audit,
 }
 
@@ -146,7 +154,6 @@ impl std::fmt::Display for Rpc {
         f.write_str(match self {
             Rpc::Append => "append-entries",
             Rpc::Vote => "vote",
-            Rpc::Snapshot => "install-snapshot",
             Rpc::Audit => "forward-audit",
         })
     }
@@ -170,6 +177,26 @@ impl std::fmt::Display for Message {
 impl std::error::Error for Message {}
 
 impl PeerClient {
+    /// The client for this peer, made anew after the node's TLS files were
+    /// reloaded.
+    fn current_client(&mut self) -> Result<RaftClient<Channel>, CallError> {
+        let generation = self.network.tls_generation();
+        if generation != self.generation {
+            self.client = self.network.client(self.target, &self.addr);
+            self.generation = generation;
+        }
+        self.client.clone().map_err(CallError::Unreachable)
+    }
+
+    /// Attaches the target node id, which the receiver checks.
+    fn addressed<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Ok(v) = self.target.to_string().parse() {
+            request.metadata_mut().insert(TARGET_NODE_METADATA, v);
+        }
+        request
+    }
+
     async fn call<Req, Resp, E>(
         &mut self,
         kind: Rpc,
@@ -181,23 +208,14 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: DeserializeOwned,
     {
-        let generation = self.network.tls_generation();
-        if generation != self.generation {
-            self.client = self.network.client(self.target, &self.addr);
-            self.generation = generation;
-        }
-        let mut client = self.client.clone().map_err(CallError::Unreachable)?;
+        let mut client = self.current_client()?;
         let payload = encode(req).map_err(|e| CallError::Network(e.to_string()))?;
-        let mut request = tonic::Request::new(RaftMessage { payload });
+        let mut request = self.addressed(RaftMessage { payload });
         request.set_timeout(timeout);
-        if let Ok(v) = self.target.to_string().parse() {
-            request.metadata_mut().insert(TARGET_NODE_METADATA, v);
-        }
         let fut = async {
             match kind {
                 Rpc::Append => client.append_entries(request).await,
                 Rpc::Vote => client.vote(request).await,
-                Rpc::Snapshot => client.install_snapshot(request).await,
                 Rpc::Audit => client.forward_audit(request).await,
             }
         };
@@ -226,57 +244,247 @@ impl PeerClient {
     }
 }
 
-fn to_rpc_error<E: std::error::Error>(e: CallError) -> RPCError<NodeId, NodeInfo, E> {
+fn to_rpc_error(e: CallError) -> RPCError<TypeConfig> {
     match e {
         CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::new(&Message(m))),
         CallError::Network(m) => RPCError::Network(NetworkError::new(&Message(m))),
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerClient {
+/// A peer's Raft answered with an error: it has stopped (the only error
+/// these calls return). Unreachable, so openraft backs off.
+fn stopped(target: NodeId, e: &RaftError<TypeConfig>) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::new(&Message(format!("node {target}: {e}"))))
+}
+
+fn network_error(message: String) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&Message(message)))
+}
+
+/// A gRPC failure of a stream: unreachable if the peer could not be
+/// reached, otherwise a network error.
+fn status_error(target: NodeId, what: &str, status: &tonic::Status) -> RPCError<TypeConfig> {
+    let message = format!("{what} to node {target}: {}", status.message());
+    if status.code() == tonic::Code::Unavailable {
+        RPCError::Unreachable(Unreachable::new(&Message(message)))
+    } else {
+        network_error(message)
+    }
+}
+
+/// Tracks the requests of a replication stream not yet answered, to tell a
+/// stalled peer from an idle stream.
+#[derive(Default)]
+struct InFlight(std::sync::atomic::AtomicU64);
+
+impl InFlight {
+    fn sent(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+    fn answered(&self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+    fn waiting(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+}
+
+impl PeerClient {
+    /// Opens a replication stream: requests are encoded and sent as
+    /// openraft yields them; each answer is decoded in order. A request
+    /// unanswered for `timeout` ends the stream with an error.
+    async fn open_append_stream<S>(
+        &mut self,
+        input: S,
+        timeout: Duration,
+    ) -> Result<BoxStream<'static, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        let target = self.target;
+        // Wait for the first request before dialling: openraft's backoff
+        // after errors is a delay in yielding requests, so a peer that is
+        // down is not redialled in a tight loop.
+        let mut input = input;
+        let Some(first) = input.next().await else {
+            return Ok(futures::stream::empty().boxed());
+        };
+        let input = futures::stream::once(std::future::ready(first)).chain(input);
+        let mut client = self.current_client().map_err(to_rpc_error)?;
+        let in_flight = Arc::new(InFlight::default());
+        let counting = in_flight.clone();
+        // A request that does not encode ends the stream there: the peer
+        // answers what it was sent, in order, and openraft starts anew.
+        let requests = input
+            .map(|request| encode(&request))
+            .take_while(|encoded| {
+                if let Err(e) = encoded {
+                    tracing::error!(error = %e, "an AppendEntries request did not encode");
+                }
+                std::future::ready(encoded.is_ok())
+            })
+            .filter_map(move |encoded| {
+                counting.sent();
+                std::future::ready(encoded.ok().map(|payload| RaftMessage { payload }))
+            });
+        let answers = match client.stream_append(self.addressed(requests)).await {
+            Ok(answers) => answers.into_inner(),
+            Err(status) => return Err(status_error(target, "append stream", &status)),
+        };
+        let answers = futures::stream::unfold(Some(answers), move |answers| {
+            let in_flight = in_flight.clone();
+            async move {
+                let mut answers = answers?;
+                let next = loop {
+                    match tokio::time::timeout(timeout, answers.message()).await {
+                        Ok(next) => break next,
+                        // Nothing asked, nothing owed: an idle stream.
+                        Err(_) if !in_flight.waiting() => continue,
+                        Err(_) => {
+                            let e =
+                                network_error(format!("node {target} did not answer AppendEntries within {timeout:?}"));
+                            return Some((Err(e), None));
+                        }
+                    }
+                };
+                let answer = match next {
+                    Ok(Some(message)) => message,
+                    Ok(None) => return None,
+                    Err(status) => return Some((Err(status_error(target, "append stream", &status)), None)),
+                };
+                in_flight.answered();
+                match decode::<Result<StreamAppendResult<TypeConfig>, Fatal<TypeConfig>>>(&answer.payload) {
+                    Ok(Ok(result)) => Some((Ok(result), Some(answers))),
+                    Ok(Err(fatal)) => Some((Err(stopped(target, &RaftError::Fatal(fatal))), None)),
+                    Err(e) => Some((Err(network_error(format!("bad append answer from node {target}: {e}"))), None)),
+                }
+            }
+        });
+        Ok(answers.boxed())
+    }
+
+    /// Sends a whole snapshot on one stream: the offer (vote, metadata,
+    /// length), then the file in chunks; the peer installs it and answers.
+    async fn send_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        timeout: Duration,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let target = self.target;
+        let Snapshot { meta, snapshot: mut file } = snapshot;
+        let io = |e: std::io::Error| StreamingError::from(network_error(format!("snapshot for node {target}: {e}")));
+        let len = file.seek(std::io::SeekFrom::End(0)).await.map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
+        let offer = encode(&SnapshotOffer { vote, meta, len })
+            .map_err(|e| StreamingError::from(network_error(format!("snapshot offer: {e}"))))?;
+        // A read error ends the body early; the peer sees fewer bytes than
+        // offered and installs nothing.
+        let chunks = futures::stream::unfold(Some(file), |file| async move {
+            let mut file = file?;
+            let mut chunk = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+            let mut filled = 0;
+            while filled < chunk.len() {
+                match file.read(&mut chunk[filled..]).await {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading a snapshot to send failed");
+                        return None;
+                    }
+                }
+            }
+            if filled == 0 {
+                return None;
+            }
+            chunk.truncate(filled);
+            Some((RaftMessage { payload: chunk }, Some(file)))
+        });
+        let body = futures::stream::once(std::future::ready(RaftMessage { payload: offer })).chain(chunks);
+        let mut client = self.current_client().map_err(|e| StreamingError::from(to_rpc_error(e)))?;
+        // Each chunk may take `timeout`; the whole transfer as many times.
+        let chunks_total = u32::try_from(len / SNAPSHOT_CHUNK_BYTES as u64 + 2).unwrap_or(u32::MAX);
+        let reply = match tokio::time::timeout(
+            timeout.saturating_mul(chunks_total),
+            client.install_snapshot(self.addressed(body)),
+        )
+        .await
+        {
+            Err(_) => return Err(network_error(format!("snapshot to node {target} timed out")).into()),
+            Ok(Err(status)) => return Err(status_error(target, "snapshot", &status).into()),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        match decode::<Result<SnapshotResponse<TypeConfig>, String>>(&reply.payload) {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(refused)) => Err(network_error(format!("node {target} refused the snapshot: {refused}")).into()),
+            Err(e) => Err(network_error(format!("bad snapshot answer from node {target}: {e}")).into()),
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = tokio::fs::File;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let target = self.target;
-        match self.call::<_, _, RaftError<NodeId>>(Rpc::Append, &rpc, option.hard_ttl()).await {
+        match self.call::<_, _, RaftError<TypeConfig>>(Rpc::Append, &rpc, option.hard_ttl()).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(target, remote))),
+            Ok(Err(remote)) => Err(stopped(target, &remote)),
             Err(e) => Err(to_rpc_error(e)),
         }
     }
 
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>>
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
-        let target = self.target;
-        match self.call::<_, _, RaftError<NodeId, InstallSnapshotError>>(Rpc::Snapshot, &rpc, option.hard_ttl()).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(target, remote))),
-            Err(e) => Err(to_rpc_error(e)),
-        }
+        // openraft's option carries a heartbeat-sized deadline; a follower
+        // under load may take longer to sync a batch.
+        let timeout = option.hard_ttl().max(self.network.connect_timeout);
+        async move { self.open_append_stream(input, timeout).await }.boxed()
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let target = self.target;
-        match self.call::<_, _, RaftError<NodeId>>(Rpc::Vote, &rpc, option.hard_ttl()).await {
+        match self.call::<_, _, RaftError<TypeConfig>>(Rpc::Vote, &rpc, option.hard_ttl()).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(target, remote))),
+            Ok(Err(remote)) => Err(stopped(target, &remote)),
             Err(e) => Err(to_rpc_error(e)),
         }
     }
 
-    fn backoff(&self) -> openraft::network::Backoff {
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            sent = self.send_snapshot(vote, snapshot, option.hard_ttl()) => sent,
+        }
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
         // Peers in another region may be briefly unreachable; retry soon but
         // without hammering a dead address.
-        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+        Some(Backoff::new(std::iter::repeat(Duration::from_millis(200))))
     }
 }

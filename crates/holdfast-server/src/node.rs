@@ -12,10 +12,10 @@ use holdfast_proto::v1::audit_server::AuditServer;
 use holdfast_proto::v1::cluster_server::ClusterServer;
 use holdfast_proto::v1::raft_server::RaftServer;
 use holdfast_proto::v1::registry_server::RegistryServer;
+use holdfast_storage::Raft;
 use holdfast_storage::{ReadView, Store};
 use holdfast_types::limits::GRPC_MESSAGE_BYTES_MAX;
 use holdfast_types::topology::check_voters;
-use holdfast_types::Raft;
 use openraft::SnapshotPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,7 +33,7 @@ use crate::health;
 use crate::http;
 use crate::key_manager;
 use crate::metrics::NodeMetrics;
-use crate::network::Network;
+use crate::network::{Network, RAFT_MESSAGE_BYTES_MAX};
 use crate::raft_service::RaftService;
 use crate::records::RecordCodec;
 use crate::registry_service::{RegistryParts, RegistryService};
@@ -141,7 +141,14 @@ impl Node {
         background.extend(audit_task);
         let (writes, writes_task) = WriteBatcher::start(raft.clone(), shutdown_rx.clone());
         background.push(writes_task);
-        let services = Services { raft: raft.clone(), view: view.clone(), codec: codec.clone(), auditor, writes };
+        let services = Services {
+            raft: raft.clone(),
+            store: store.clone(),
+            view: view.clone(),
+            codec: codec.clone(),
+            auditor,
+            writes,
+        };
         let server = tokio::spawn(serve(&config, services, listener, transport, &metrics, shutdown_rx.clone()).await?);
         if let Some(tls) = &tls {
             let interval = Duration::from_millis(config.tls_reload_interval_ms);
@@ -229,6 +236,7 @@ enum Transport {
 /// What the gRPC services share.
 struct Services {
     raft: Raft,
+    store: Store,
     view: ReadView,
     codec: RecordCodec,
     auditor: Auditor,
@@ -246,7 +254,7 @@ async fn serve(
     mut shutdown_rx: watch::Receiver<bool>,
 ) -> Result<BoxFuture<'static, Result<(), tonic::transport::Error>>, ServerError> {
     let shutdown_accept = shutdown_rx.clone();
-    let Services { raft, view, codec, auditor, writes } = services;
+    let Services { raft, store, view, codec, auditor, writes } = services;
     // Only a TLS node knows who calls; a plaintext node checks nothing.
     let auth = Authorizer::new(view.access(), config.admins.clone(), matches!(transport, Transport::Tls(..)));
     let registry = RegistryService::new(RegistryParts {
@@ -263,7 +271,8 @@ async fn serve(
         ClusterService::new(config.id, config.node_info(), raft.clone(), view.clone(), codec.clone(), auth.clone());
     let access = AccessService::new(raft.clone(), auth.clone());
     let audit = AuditService::new(raft.clone(), view.clone(), codec.clone(), auth, auditor);
-    let raft_rpc = RaftService::new(config.id, raft.clone(), matches!(transport, Transport::Tls(..)));
+    let raft_rpc =
+        RaftService::new(config.id, raft.clone(), store, matches!(transport, Transport::Tls(..)), shutdown_rx.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // Not ready until the readiness task sees a leader and a caught-up node.
@@ -302,8 +311,8 @@ async fn serve(
         .add_service(AuditServer::new(audit))
         .add_service(
             RaftServer::new(raft_rpc)
-                .max_decoding_message_size(64 * 1024 * 1024)
-                .max_encoding_message_size(64 * 1024 * 1024),
+                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
         )
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -7,13 +7,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use holdfast_types::{NodeId, NodeInfo, Raft};
-use openraft::error::{CheckIsLeaderError, RaftError};
+use holdfast_storage::Raft;
+use holdfast_types::TypeConfig;
+use openraft::errors::{LinearizableReadError, RaftError};
 use tokio::sync::oneshot;
 
 use crate::error::ServerError;
 
-type Confirmation = Result<(), RaftError<NodeId, CheckIsLeaderError<NodeId, NodeInfo>>>;
+type Confirmation = Result<(), RaftError<TypeConfig, LinearizableReadError<TypeConfig>>>;
 
 #[derive(Default)]
 struct Waiting {
@@ -61,7 +62,7 @@ impl ReadBarrier {
                 }
                 std::mem::take(&mut waiting.readers)
             };
-            let result: Confirmation = self.raft.ensure_linearizable().await.map(|_| ());
+            let result: Confirmation = self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await.map(|_| ());
             for reader in readers {
                 let _ = reader.send(result.clone());
             }

@@ -3,11 +3,12 @@
 //! on each replica and one apply serve them all. Nothing is acknowledged
 //! before its entry is committed (synced on a quorum) and applied.
 
+use openraft::async_runtime::WatchReceiver;
 use std::time::Duration;
 
+use holdfast_storage::Raft;
 use holdfast_types::limits::{WRITE_BATCH_BYTES_MAX, WRITE_BATCH_COMMANDS_MAX};
-use holdfast_types::{BatchedWrite, Command, CommandResult, Raft};
-use openraft::error::{ClientWriteError, RaftError};
+use holdfast_types::{BatchedWrite, Command, CommandResult};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batching::{self, Limits};
@@ -81,16 +82,15 @@ async fn client_write(raft: &Raft, command: Command) -> Result<CommandResult, Se
 /// Proposes `command` if this node leads, and returns its applied result.
 ///
 /// A client is told "not the leader" (which promises the write was not
-/// applied) only when the command never reached Raft. openraft answers
-/// `ForwardToLeader` both when it refuses a proposal outright and when it
-/// truncates an uncommitted entry after losing leadership, and a later
-/// leader that holds a copy of a truncated entry can still commit it; so
-/// once submitted, that answer means the outcome is unknown (a retry with
-/// the same request id is safe).
+/// applied) only when the command never reached the log: openraft answers
+/// `ForwardToLeader` when it refuses a proposal before appending it, and
+/// `LogEntryDiscarded` when it drops an appended entry after losing
+/// leadership, whose outcome is unknown (a later leader holding a copy may
+/// still commit it; a retry with the same request id is safe).
 pub(crate) async fn propose_as_leader(raft: &Raft, command: Command) -> Result<CommandResult, ServerError> {
     let refused = {
         let metrics = raft.metrics();
-        let metrics = metrics.borrow();
+        let metrics = metrics.borrow_watched();
         (metrics.current_leader != Some(metrics.id)).then(|| known_leader(&metrics))
     };
     if let Some(leader) = refused {
@@ -98,10 +98,6 @@ pub(crate) async fn propose_as_leader(raft: &Raft, command: Command) -> Result<C
     }
     match raft.client_write(command).await {
         Ok(response) => Ok(response.data),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ServerError::Raft(format!(
-            "leadership moved{} while the write was being proposed; it may or may not be applied",
-            f.leader_id.map(|id| format!(" to node {id}")).unwrap_or_default()
-        ))),
         Err(e) => Err(e.into()),
     }
 }

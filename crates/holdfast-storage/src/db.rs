@@ -137,9 +137,10 @@ fn cf_options(name: &str, forget_floor: &Arc<ForgetFloor>) -> Options {
 /// The layout of the data directory. 2: request ids carry a sequence
 /// number and the `request_order` family is gone. 3: a record version names
 /// the node that proposed it, and `audit` holds no event of a successful
-/// write (its history version is that event). Stamped at creation; a
+/// write (its history version is that event). 4: votes, log ids, entries
+/// and memberships as openraft 0.10 encodes them. Stamped at creation; a
 /// directory in another format is refused, never reinterpreted.
-pub const STORE_FORMAT: u32 = 3;
+pub const STORE_FORMAT: u32 = 4;
 
 /// Column families read by exact key on the write path.
 const POINT_LOOKUP_CFS: [&str; 2] = [CF_RECORDS, CF_REQUESTS];
@@ -266,6 +267,22 @@ impl Store {
         StateMachineStore::open(self.clone()).await
     }
 
+    /// A new, unlinked file to receive a snapshot from the leader into. It
+    /// has no name: nothing is left behind if the transfer is abandoned or
+    /// the node crashes. Installing it copies it into the snapshot
+    /// directory after checking its checksum.
+    pub async fn snapshot_receiving_file(&self) -> Result<tokio::fs::File, StorageError> {
+        let dir = self.snapshot_dir();
+        let file = crate::error::blocking(move || {
+            let path = dir.join(format!("recv-{}.part", rand::random::<u64>()));
+            let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(file)
+        })
+        .await?;
+        Ok(tokio::fs::File::from_std(file))
+    }
+
     /// The latency of every synced write this store has made (for metrics).
     pub fn sync_latency(&self) -> Arc<LatencyHistogram> {
         self.sync_latency.clone()
@@ -290,8 +307,18 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a batch without waiting for fsync; used only for data whose
-    /// loss a crash makes harmless (it is rewritten or re-derived).
+    /// Syncs the WAL: every write that returned before this call is on
+    /// stable storage when it returns.
+    pub(crate) fn sync_wal(&self) -> Result<(), StorageError> {
+        let started = Instant::now();
+        self.db.flush_wal(true)?;
+        self.sync_latency.observe(started.elapsed());
+        Ok(())
+    }
+
+    /// Writes a batch without waiting for fsync: for data whose loss a
+    /// crash makes harmless (it is rewritten or re-derived), and for log
+    /// appends, reported durable only after [`Store::sync_wal`].
     pub(crate) fn write_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
         self.db.write(batch)?;
         Ok(())
@@ -302,8 +329,8 @@ impl Store {
 pub(crate) mod tests {
     use super::*;
     use holdfast_types::{Command, CommandResult, Entry, RegistryName, WriteMeta};
-    use openraft::storage::RaftStateMachine;
-    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use holdfast_types::{CommittedLeaderId, LogId};
+    use openraft::EntryPayload;
 
     /// A put of record `id` with request id `id`, as the entry at `index`.
     pub(crate) fn put(index: u64, id: &str) -> Entry {
@@ -314,7 +341,10 @@ pub(crate) mod tests {
             if_revision: None,
             meta: WriteMeta { request_id: id.into(), actor: "clerk".into(), reason: String::new(), commit_time_ms: 1 },
         };
-        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(command) }
+        Entry {
+            log_id: LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index),
+            payload: EntryPayload::Normal(command),
+        }
     }
 
     #[tokio::test]
@@ -323,7 +353,7 @@ pub(crate) mod tests {
         let store = Store::open(dir.path()).unwrap().remember_requests(2);
         let mut sm = store.state_machine().await.unwrap();
         for i in 1..=5 {
-            sm.apply(vec![put(i, &format!("q{i}"))]).await.unwrap();
+            sm.apply_batch(vec![put(i, &format!("q{i}"))]).await.unwrap();
         }
         let cf = store.cf(CF_REQUESTS);
         store.db.flush_cf(cf).unwrap();
@@ -333,7 +363,7 @@ pub(crate) mod tests {
         assert!(stored(b"q4") && stored(b"q5") && stored(REQUEST_COUNT), "remembered ids and the count stay");
         // What a retry does is unchanged: q5 is still a duplicate, q3 (dropped)
         // and q4 (pushed out by q3 coming back) write again.
-        let results = sm.apply(vec![put(6, "q5"), put(7, "q3"), put(8, "q4")]).await.unwrap();
+        let results = sm.apply_batch(vec![put(6, "q5"), put(7, "q3"), put(8, "q4")]).await.unwrap();
         assert!(matches!(results[0], CommandResult::Duplicate(_)), "{:?}", results[0]);
         assert!(matches!(results[1], CommandResult::Written { .. }), "{:?}", results[1]);
         assert!(matches!(results[2], CommandResult::Written { .. }), "{:?}", results[2]);
@@ -344,10 +374,10 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap().remember_requests(2);
         let mut sm = store.state_machine().await.unwrap();
-        sm.apply(vec![put(1, "q1"), put(2, "q2")]).await.unwrap();
+        sm.apply_batch(vec![put(1, "q1"), put(2, "q2")]).await.unwrap();
         // As a snapshot build does: pinned before its RocksDB snapshot.
         let pin = store.forget_floor.pin();
-        sm.apply(vec![put(3, "q3"), put(4, "q4"), put(5, "q5")]).await.unwrap();
+        sm.apply_batch(vec![put(3, "q3"), put(4, "q4"), put(5, "q5")]).await.unwrap();
         let cf = store.cf(CF_REQUESTS);
         let compact = || {
             store.db.flush_cf(cf).unwrap();
@@ -367,11 +397,17 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap().remember_requests(2);
-            store.state_machine().await.unwrap().apply(vec![put(1, "q1"), put(2, "q2"), put(3, "q3")]).await.unwrap();
+            store
+                .state_machine()
+                .await
+                .unwrap()
+                .apply_batch(vec![put(1, "q1"), put(2, "q2"), put(3, "q3")])
+                .await
+                .unwrap();
         }
         // A larger window later must not bring q1 back.
         let store = Store::open(dir.path()).unwrap().remember_requests(10);
-        let results = store.state_machine().await.unwrap().apply(vec![put(4, "q1"), put(5, "q3")]).await.unwrap();
+        let results = store.state_machine().await.unwrap().apply_batch(vec![put(4, "q1"), put(5, "q3")]).await.unwrap();
         assert!(matches!(results[0], CommandResult::Written { .. }), "{:?}", results[0]);
         assert!(matches!(results[1], CommandResult::Duplicate(_)), "{:?}", results[1]);
     }
@@ -388,7 +424,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.state_machine().await.unwrap().apply(vec![put(1, "q1")]).await.unwrap();
+            store.state_machine().await.unwrap().apply_batch(vec![put(1, "q1")]).await.unwrap();
         }
         // Reopening the same format works.
         drop(Store::open(dir.path()).unwrap());

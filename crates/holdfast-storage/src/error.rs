@@ -1,7 +1,6 @@
 //! Errors of the storage layer, and their mapping into openraft's.
 
 use holdfast_types::codec::CodecError;
-use holdfast_types::NodeId;
 
 /// What went wrong under the storage API.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +33,18 @@ impl StorageError {
     }
 }
 
-pub(crate) type RaftStorageError = openraft::StorageError<NodeId>;
+/// What openraft's storage traits return: an IO error that keeps ours as
+/// its source (openraft records which operation failed).
+pub(crate) type RaftStorageError = std::io::Error;
+
+impl From<StorageError> for std::io::Error {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Io(e) => e,
+            other => std::io::Error::other(other),
+        }
+    }
+}
 
 /// Runs blocking RocksDB work off the async runtime (one seam for it all).
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StorageError>

@@ -2,9 +2,9 @@
 //! machine (live records, full history, remembered request ids) and its
 //! snapshots. The only crate that links RocksDB.
 //!
-//! Durability contract: log entries are reported flushed only after a synced
-//! write; each `apply` writes records, history, `last_applied` and membership
-//! in one synced `WriteBatch`. Record ids and values are opaque bytes here:
+//! Durability contract: log entries are reported flushed only after a WAL
+//! sync that covers them; each `apply` writes records, history,
+//! `last_applied` and membership in one synced `WriteBatch`. Record ids and values are opaque bytes here:
 //! storage never knows whether they are sealed.
 
 mod apply;
@@ -21,5 +21,9 @@ pub use db::Store;
 pub use error::StorageError;
 pub use log_store::LogStore;
 pub use reader::{AuditPage, HistoryPage, ReadView, ScanPage, StoredVersion, VersionBatch};
-pub use state_machine::StateMachineStore;
+pub use state_machine::{Snapshot, StateMachineStore};
+
+/// The Raft handle of a holdfast node (openraft 0.10 names the state
+/// machine type in it).
+pub type Raft = openraft::Raft<holdfast_types::TypeConfig, StateMachineStore>;
 pub use timings::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_SECONDS};

@@ -1,17 +1,20 @@
 //! The Raft log and vote on RocksDB (openraft `RaftLogStorage`).
 //!
-//! Entries are acknowledged to openraft (`LogFlushed`) only after the batch
-//! that holds them is synced.
+//! Entries are reported flushed to openraft (`IOFlushed`) only after a WAL
+//! sync that covers them: appends are written at once (readable, so the
+//! leader replicates them while its own copy syncs) and one sync reports
+//! every append written before it (group commit).
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
+use std::sync::{Arc, Mutex};
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use holdfast_types::codec::{decode, encode};
-use holdfast_types::{Entry, LogId, NodeId, TypeConfig};
+use holdfast_types::{Entry, LogId, TypeConfig, Vote};
 
 use crate::db::{read_options, Store};
 use crate::error::{blocking, RaftStorageError, StorageError};
@@ -21,11 +24,55 @@ use crate::keys::*;
 #[derive(Clone, Debug)]
 pub struct LogStore {
     store: Store,
+    syncs: Arc<Mutex<Syncs>>,
+}
+
+/// Appends written but not yet reported flushed.
+#[derive(Default)]
+struct Syncs {
+    /// Callbacks of written appends, in append order.
+    waiting: Vec<IOFlushed<TypeConfig>>,
+    /// Whether a sync task is running; it takes `waiting` until it is empty.
+    running: bool,
+}
+
+impl Debug for Syncs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncs").field("waiting", &self.waiting.len()).field("running", &self.running).finish()
+    }
 }
 
 impl LogStore {
     pub(crate) fn new(store: Store) -> Self {
-        Self { store }
+        Self { store, syncs: Arc::default() }
+    }
+
+    /// Reports `callback` once a WAL sync that started after this call
+    /// returns. One sync task runs at a time and serves every append
+    /// written while the previous sync was on disk.
+    fn report_after_sync(&self, callback: IOFlushed<TypeConfig>) {
+        let mut syncs = self.syncs.lock().unwrap_or_else(|e| e.into_inner());
+        syncs.waiting.push(callback);
+        if syncs.running {
+            return;
+        }
+        syncs.running = true;
+        drop(syncs);
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || loop {
+            let waiting = {
+                let mut syncs = this.syncs.lock().unwrap_or_else(|e| e.into_inner());
+                if syncs.waiting.is_empty() {
+                    syncs.running = false;
+                    return;
+                }
+                std::mem::take(&mut syncs.waiting)
+            };
+            let synced = this.store.sync_wal();
+            for callback in waiting {
+                callback.io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+            }
+        });
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -36,6 +83,27 @@ impl LogStore {
         match self.store.db.get_cf(self.store.cf(CF_RAFT_META), key)? {
             Some(bytes) => Ok(Some(decode(&bytes).map_err(StorageError::corrupt(what))?)),
             None => Ok(None),
+        }
+    }
+
+    /// [`Self::read_meta`] from memory only: `Ok(None)` when that needs the
+    /// disk.
+    fn read_meta_in_place<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<Option<T>>, StorageError> {
+        match self.store.db.get_cf_opt(self.store.cf(CF_RAFT_META), key, &read_options(true)) {
+            Ok(Some(bytes)) => Ok(Some(Some(decode(&bytes).map_err(StorageError::corrupt(what))?))),
+            Ok(None) => Ok(Some(None)),
+            Err(e) => {
+                let e = StorageError::from(e);
+                if e.is_incomplete() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
         }
     }
 
@@ -106,12 +174,24 @@ impl RaftLogReader<TypeConfig> for LogStore {
         // Replication reads entries just appended, still in the memtable:
         // read them in place. A read that needs the disk (a follower far
         // behind) or many bytes goes to the blocking pool.
-        if let Some(entries) = self.entries_in(start, end, true).map_err(|e| StorageIOError::read_logs(&e))? {
+        if let Some(entries) = self.entries_in(start, end, true)? {
             return Ok(entries);
         }
         let this = self.clone();
-        let read = blocking(move || this.entries_in(start, end, false)).await;
-        read.map(Option::unwrap_or_default).map_err(|e| StorageIOError::read_logs(&e).into())
+        let read = blocking(move || this.entries_in(start, end, false)).await?;
+        Ok(read.unwrap_or_default())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, RaftStorageError> {
+        // Replication reads the vote before and after each read of entries:
+        // in place first (the vote is in the memtable or cached).
+        match self.read_meta_in_place(META_VOTE, "vote") {
+            Ok(Some(vote)) => return Ok(vote),
+            Ok(None) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let this = self.clone();
+        Ok(blocking(move || this.read_meta(META_VOTE, "vote")).await?)
     }
 }
 
@@ -126,14 +206,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
         })
         .await
-        .map_err(|e| StorageIOError::read_logs(&e).into())
+        .map_err(Into::into)
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), RaftStorageError> {
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), RaftStorageError> {
         let this = self.clone();
         let vote = *vote;
         blocking(move || {
@@ -143,12 +223,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             this.store.write_synced(batch)
         })
         .await
-        .map_err(|e| StorageIOError::write_vote(&e).into())
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, RaftStorageError> {
-        let this = self.clone();
-        blocking(move || this.read_meta(META_VOTE, "vote")).await.map_err(|e| StorageIOError::read_vote(&e).into())
+        .map_err(Into::into)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
@@ -162,58 +237,49 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             this.store.write_unsynced(batch)
         })
         .await
-        .map_err(|e| StorageIOError::write(&e).into())
+        .map_err(Into::into)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
         let this = self.clone();
         blocking(move || Ok(this.read_meta::<Option<LogId>>(META_COMMITTED, "committed log id")?.flatten()))
             .await
-            .map_err(|e| StorageIOError::read(&e).into())
+            .map_err(Into::into)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), RaftStorageError>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), RaftStorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::default();
         for entry in entries {
-            let bytes = encode(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+            let bytes = encode(&entry).map_err(StorageError::corrupt("log entry"))?;
             batch.put_cf(self.store.cf(CF_LOG), log_key(entry.log_id.index), bytes);
         }
-        let this = self.clone();
-        // The write completes (and is synced) before append returns, so the
-        // entries are readable then and the callback reports real durability.
-        // Reporting the flush later from a sync thread shared by many appends
-        // (group commit) buys nothing with openraft 0.9: its core awaits each
-        // append's callback before it handles the next client write, so there
-        // is never a second append to share a sync with. Batching has to
-        // happen above Raft, many client writes per entry.
-        let result = blocking(move || this.store.write_synced(batch)).await;
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(StorageIOError::write_logs(&e).into())
-            }
-        }
+        // Written now, on this thread: the entries are readable when append
+        // returns, and the leader sends them to followers while its own
+        // copy syncs. A write without sync is a WAL write into the page
+        // cache and a memtable insert; it does not wait for the disk.
+        // Durability is reported by the callback, after a sync that covers
+        // this write (the WAL is one file written in order).
+        self.store.write_unsynced(batch)?;
+        self.report_after_sync(callback);
+        Ok(())
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), RaftStorageError> {
         let this = self.clone();
+        let from = last_log_id.map_or(0, |l| l.index + 1);
         blocking(move || {
             let mut batch = WriteBatch::default();
             let cf = this.store.cf(CF_LOG);
-            batch.delete_range_cf(cf, log_key(log_id.index), log_key(u64::MAX));
+            batch.delete_range_cf(cf, log_key(from), log_key(u64::MAX));
             batch.delete_cf(cf, log_key(u64::MAX));
             this.store.write_synced(batch)
         })
         .await
-        .map_err(|e| StorageIOError::write_logs(&e).into())
+        .map_err(Into::into)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
@@ -228,7 +294,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             this.store.write_synced(batch)
         })
         .await
-        .map_err(|e| StorageIOError::write_logs(&e).into())
+        .map_err(Into::into)
     }
 }
 
@@ -236,6 +302,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 mod tests {
     use super::*;
     use crate::db::tests::put;
+    use openraft::type_config::TypeConfigExt;
 
     /// After a restart the block cache is cold: the in-place read cannot
     /// answer and the entries still come back, from disk.
@@ -259,5 +326,46 @@ mod tests {
             read.iter().map(|e| e.log_id).collect::<Vec<_>>(),
             entries.iter().map(|e| e.log_id).collect::<Vec<_>>()
         );
+    }
+
+    /// Appends are readable when `append` returns, and each is reported
+    /// flushed, in order, after a sync; many appends share few syncs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_are_readable_at_once_and_reported_after_a_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut log = store.log_store();
+        let mut flushed = Vec::new();
+        for i in 1..=50 {
+            let (tx, rx) = TypeConfig::oneshot();
+            log.append(vec![put(i, &format!("q{i}"))], IOFlushed::signal(tx)).await.unwrap();
+            let read = log.try_get_log_entries(i..=i).await.unwrap();
+            assert_eq!(read.len(), 1, "entry {i} is readable when append returns");
+            flushed.push(rx);
+        }
+        for (i, rx) in flushed.into_iter().enumerate() {
+            let reported = tokio::time::timeout(std::time::Duration::from_secs(10), rx).await;
+            assert!(matches!(reported, Ok(Ok(Ok(())))), "append {} reported flushed: {reported:?}", i + 1);
+        }
+        let syncs = store.sync_latency().snapshot().count;
+        assert!((1..=50).contains(&syncs), "{syncs} syncs for 50 appends");
+        drop(log);
+        drop(store);
+        // The sync task drops its handle on the database just after its
+        // last report: wait for the lock rather than guess how long.
+        let started = std::time::Instant::now();
+        let reopened = loop {
+            match Store::open(dir.path()) {
+                Ok(store) => break store,
+                Err(e) if started.elapsed() < std::time::Duration::from_secs(10) => {
+                    tracing::debug!(error = %e, "database still open");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        };
+        let mut log = reopened.log_store();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(50));
     }
 }

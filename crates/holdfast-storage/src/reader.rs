@@ -420,7 +420,6 @@ impl ReadView {
 mod tests {
     use super::*;
     use crate::db::tests::put;
-    use openraft::storage::RaftStateMachine;
 
     /// After a restart the block cache is cold: the in-memory lookup cannot
     /// answer and the read must still find the record, from disk.
@@ -429,7 +428,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.state_machine().await.unwrap().apply(vec![put(1, "on-disk")]).await.unwrap();
+            store.state_machine().await.unwrap().apply_batch(vec![put(1, "on-disk")]).await.unwrap();
             store.db.flush_cf(store.cf(CF_RECORDS)).unwrap();
             store.db.flush_cf(store.cf(CF_SM_META)).unwrap();
         }

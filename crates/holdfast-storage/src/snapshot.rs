@@ -24,8 +24,10 @@ const MAGIC: &[u8; 6] = b"HFSNAP";
 /// Snapshot files carry it. 2: request ids carry their sequence number and
 /// the `request_order` family is gone (format 1 had it as tag 4). 3: record
 /// versions name their proposing node; successful writes have no `audit`
-/// event of their own (data directory format 3).
-const SNAPSHOT_FORMAT: u8 = 3;
+/// event of their own (data directory format 3). 4: the header is openraft
+/// 0.10's snapshot metadata, without a snapshot id (files are named by
+/// their last log id and when they were written).
+const SNAPSHOT_FORMAT: u8 = 4;
 const END_TAG: u8 = 0;
 /// Largest key or value a snapshot may hold; bounds allocations when a
 /// corrupt file claims a huge length.
@@ -63,17 +65,13 @@ fn write_item(out: &mut impl Write, tag: u8, key: &[u8], value: &[u8]) -> std::i
     out.write_all(value)
 }
 
-/// File name for a snapshot: sortable by last applied index.
+/// A new file name for a snapshot: sorts by last applied index, then by
+/// when it was written (built here or received).
 fn file_name(meta: &SnapshotMeta) -> String {
-    format!("{}.snap", meta.snapshot_id)
-}
-
-/// A snapshot id that sorts by last applied index, then by creation.
-pub(crate) fn new_snapshot_id(last_applied: Option<LogId>) -> String {
-    let index = last_applied.map_or(0, |l| l.index);
-    let term = last_applied.map_or(0, |l| l.leader_id.term);
+    let index = meta.last_log_id.map_or(0, |l| l.index);
+    let term = meta.last_log_id.map_or(0, |l| l.leader_id.term);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("snap-{index:020}-{term:010}-{nanos:024}")
+    format!("snap-{index:020}-{term:010}-{nanos:024}.snap")
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -96,11 +94,7 @@ pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageErr
         Some(b) => decode(&b).map_err(StorageError::corrupt("membership"))?,
         None => StoredMembership::default(),
     };
-    let meta = SnapshotMeta {
-        last_log_id: last_applied,
-        last_membership: membership,
-        snapshot_id: new_snapshot_id(last_applied),
-    };
+    let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership };
 
     let dir = store.snapshot_dir();
     let final_path = dir.join(file_name(&meta));

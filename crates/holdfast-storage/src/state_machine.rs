@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::type_config::alias::SnapshotOf;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use tokio::sync::watch;
 
 use holdfast_types::codec::{decode, encode};
@@ -116,48 +118,16 @@ impl StateMachineStore {
         )
     }
 
-    fn set_applied(&mut self, last_applied: Option<LogId>, membership: StoredMembership) {
-        self.last_applied = last_applied;
-        self.membership = membership;
-        self.applied_tx.send_replace(last_applied.map_or(0, |l| l.index));
-    }
-}
-
-/// Builds snapshot files from a consistent RocksDB view.
-pub struct SnapshotBuilder {
-    store: Store,
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
-        let store = self.store.clone();
-        let (meta, path) =
-            blocking(move || snapshot::build(&store)).await.map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
-        let file = tokio::fs::File::open(&path).await.map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
-    }
-}
-
-impl RaftStateMachine<TypeConfig> for StateMachineStore {
-    type SnapshotBuilder = SnapshotBuilder;
-
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
-        Ok((self.last_applied, self.membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, RaftStorageError>
-    where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let entries: Vec<Entry> = entries.into_iter().collect();
+    /// Applies committed entries in one synced batch and returns each
+    /// entry's result, in order (what openraft's `apply` does, without the
+    /// responders).
+    pub async fn apply_batch(&mut self, entries: Vec<Entry>) -> Result<Vec<CommandResult>, StorageError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
         let store = self.store.clone();
         let mut membership = self.membership.clone();
-        let outcome = blocking(move || {
+        let (results, last, membership, keyring, access) = blocking(move || {
             let mut batch = ApplyBatch::new(&store);
             let mut results = Vec::with_capacity(entries.len());
             let mut last = None;
@@ -190,45 +160,75 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let access = if batch.access_changed() { Some(read_access(&store)?) } else { None };
             Ok((results, last, membership, keyring, access))
         })
-        .await;
-        match outcome {
-            Ok((results, last, membership, keyring, access)) => {
-                self.set_applied(last, membership);
-                if let Some(keyring) = keyring {
-                    self.keyring_tx.send_replace(keyring);
-                }
-                if let Some(access) = access {
-                    self.access_tx.send_replace(access);
-                }
-                Ok(results)
-            }
-            Err(e) => Err(StorageIOError::write_state_machine(&e).into()),
+        .await?;
+        self.set_applied(last, membership);
+        if let Some(keyring) = keyring {
+            self.keyring_tx.send_replace(keyring);
         }
+        if let Some(access) = access {
+            self.access_tx.send_replace(access);
+        }
+        Ok(results)
+    }
+
+    fn set_applied(&mut self, last_applied: Option<LogId>, membership: StoredMembership) {
+        self.last_applied = last_applied;
+        self.membership = membership;
+        self.applied_tx.send_replace(last_applied.map_or(0, |l| l.index));
+    }
+}
+
+/// Builds snapshot files from a consistent RocksDB view.
+pub struct SnapshotBuilder {
+    store: Store,
+}
+
+/// A snapshot as openraft hands it around: its metadata and the open file.
+pub type Snapshot = SnapshotOf<TypeConfig, tokio::fs::File>;
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = tokio::fs::File;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, RaftStorageError> {
+        let store = self.store.clone();
+        let (meta, path) = blocking(move || snapshot::build(&store)).await?;
+        tracing::info!(snapshot = %path.display(), "built snapshot");
+        let file = tokio::fs::File::open(&path).await?;
+        Ok(Snapshot { meta, snapshot: file })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = tokio::fs::File;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), RaftStorageError>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
+    {
+        let (entries, responders): (Vec<Entry>, Vec<_>) = entries.try_collect::<Vec<_>>().await?.into_iter().unzip();
+        let results = self.apply_batch(entries).await?;
+        // Answered only now: the whole batch is applied and synced.
+        for (responder, result) in responders.into_iter().zip(results) {
+            if let Some(responder) = responder {
+                responder.send(result);
+            }
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder { store: self.store.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, RaftStorageError> {
-        let dir = self.store.snapshot_dir();
-        let file = blocking(move || {
-            let path = dir.join(format!("recv-{}.part", rand::random::<u64>()));
-            let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-            // Unlinked at once: the open handle keeps the data, and nothing is
-            // left behind if the transfer is abandoned or the node crashes.
-            std::fs::remove_file(&path)?;
-            Ok(file)
-        })
-        .await
-        .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        Ok(Box::new(tokio::fs::File::from_std(file)))
-    }
-
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<tokio::fs::File>,
+        snapshot: tokio::fs::File,
     ) -> Result<(), RaftStorageError> {
         let store = self.store.clone();
         let received = snapshot.into_std().await;
@@ -236,32 +236,30 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let installed = blocking(move || {
             let path = snapshot::accept_received(&store, &meta_in, received)?;
             let installed = snapshot::install(&store, &path)?;
-            if installed.snapshot_id != meta_in.snapshot_id {
+            if installed != meta_in {
                 return Err(StorageError::BadSnapshot {
                     path: path.display().to_string(),
-                    reason: format!("header says {}, leader sent {}", installed.snapshot_id, meta_in.snapshot_id),
+                    reason: format!("header says {installed}, leader sent {meta_in}"),
                 });
             }
             Ok((installed, read_keyring(&store)?, read_access(&store)?))
         })
-        .await
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        .await?;
         let (installed, keyring, access) = installed;
-        tracing::info!(snapshot = %installed.snapshot_id, "installed snapshot");
+        tracing::info!(snapshot = %installed, "installed snapshot");
         self.set_applied(installed.last_log_id, installed.last_membership);
         self.keyring_tx.send_replace(keyring);
         self.access_tx.send_replace(access);
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, RaftStorageError> {
         let store = self.store.clone();
-        let current =
-            blocking(move || snapshot::current(&store)).await.map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let current = blocking(move || snapshot::current(&store)).await?;
         match current {
             Some((meta, path)) => {
-                let file = tokio::fs::File::open(&path).await.map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-                Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+                let file = tokio::fs::File::open(&path).await?;
+                Ok(Some(Snapshot { meta, snapshot: file }))
             }
             None => Ok(None),
         }

@@ -4,6 +4,7 @@
 //! makes a CA and node certificates in its temp dir and nodes speak mutual
 //! TLS to each other and to clients.
 
+use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -166,8 +167,11 @@ impl TestCluster {
     /// Waits until every running node agrees on one leader, and returns it.
     pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<NodeId> {
         wait_until("a leader all running nodes agree on", timeout, || async {
-            let mut leaders =
-                self.slots.values().filter_map(|s| s.node.as_ref()).map(|n| n.raft().metrics().borrow().current_leader);
+            let mut leaders = self
+                .slots
+                .values()
+                .filter_map(|s| s.node.as_ref())
+                .map(|n| n.raft().metrics().borrow_watched().current_leader);
             let first = leaders.next()??;
             let running = self.running();
             (running.contains(&first) && leaders.all(|l| l == Some(first))).then_some(first)

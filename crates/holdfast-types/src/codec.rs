@@ -101,14 +101,14 @@ mod tests {
     }
 
     fn decode_all_peer_messages(bytes: &[u8]) {
-        use crate::{AuditEvent, Entry, NodeId, TypeConfig};
-        use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+        use crate::{AuditEvent, Entry, SnapshotOffer, TypeConfig};
+        use openraft::raft::{AppendEntriesRequest, VoteRequest};
         let _ = decode::<crate::Command>(bytes);
         let _ = decode::<Entry>(bytes);
         let _ = decode::<Vec<AuditEvent>>(bytes);
         let _ = decode::<AppendEntriesRequest<TypeConfig>>(bytes);
-        let _ = decode::<VoteRequest<NodeId>>(bytes);
-        let _ = decode::<InstallSnapshotRequest<TypeConfig>>(bytes);
+        let _ = decode::<VoteRequest<TypeConfig>>(bytes);
+        let _ = decode::<SnapshotOffer>(bytes);
     }
 
     fn sample_messages() -> Vec<Vec<u8>> {

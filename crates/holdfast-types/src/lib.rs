@@ -22,23 +22,35 @@ pub type NodeId = u64;
 
 openraft::declare_raft_types!(
     /// The openraft type configuration shared by storage, server and tests.
+    /// Terms, leader ids, votes and entries are openraft's defaults (a
+    /// leader id is a term and a node id, as in Raft's paper).
     pub TypeConfig:
         D = Command,
         R = CommandResult,
         NodeId = NodeId,
         Node = NodeInfo,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = openraft::impls::TokioRuntime,
 );
 
 /// A Raft log entry of holdfast.
-pub type Entry = openraft::Entry<TypeConfig>;
-/// The Raft handle type.
-pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 /// A log id (term, leader, index).
-pub type LogId = openraft::LogId<NodeId>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// A leader id as log ids carry it (term and node).
+pub type CommittedLeaderId = openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>;
+/// A vote (term, candidate, whether a quorum granted it).
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
 /// A stored membership config.
-pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
 /// Snapshot metadata.
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+
+/// What opens a snapshot transfer to a follower: the sending leader's vote,
+/// the snapshot's metadata and the file's length. The file's bytes follow
+/// in order; a transfer that ends short of `len` installs nothing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotOffer {
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    pub len: u64,
+}

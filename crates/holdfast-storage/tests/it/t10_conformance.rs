@@ -3,22 +3,27 @@
 
 use holdfast_storage::{LogStore, StateMachineStore, Store};
 use holdfast_types::TypeConfig;
-use openraft::testing::{StoreBuilder, Suite};
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::{ErrorSubject, ErrorVerb, StorageError};
 
 struct TempStoreBuilder;
 
+fn store_error(e: impl std::fmt::Display) -> StorageError<TypeConfig> {
+    StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, std::io::Error::other(e.to_string()))
+}
+
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for TempStoreBuilder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), openraft::StorageError<u64>> {
-        let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
-        let store = Store::open(dir.path()).map_err(|e| openraft::StorageIOError::write(&e))?;
-        let sm = store.state_machine().await.map_err(|e| openraft::StorageIOError::write(&e))?;
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
+        let dir = tempfile::tempdir().map_err(store_error)?;
+        let store = Store::open(dir.path()).map_err(store_error)?;
+        let sm = store.state_machine().await.map_err(store_error)?;
         Ok((dir, store.log_store(), sm))
     }
 }
 
-#[test]
-fn openraft_suite_passes() {
-    if let Err(e) = Suite::test_all(TempStoreBuilder) {
+#[tokio::test(flavor = "multi_thread")]
+async fn openraft_suite_passes() {
+    if let Err(e) = Suite::test_all(TempStoreBuilder).await {
         panic!("storage conformance failed: {e}");
     }
 }

@@ -7,8 +7,9 @@ use holdfast_types::{
     AuditEvent, AuditOp, AuditOutcome, BatchedWrite, Command, CommandResult, Entry, Permission, RegistryName, Scope,
     WriteMeta,
 };
+use holdfast_types::{CommittedLeaderId, LogId};
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
+use openraft::{EntryPayload, RaftSnapshotBuilder};
 
 fn reg() -> RegistryName {
     RegistryName::parse("population").expect("valid name")
@@ -19,7 +20,10 @@ fn meta(request_id: &str) -> WriteMeta {
 }
 
 fn entry(index: u64, command: Command) -> Entry {
-    Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(command) }
+    Entry {
+        log_id: LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index),
+        payload: EntryPayload::Normal(command),
+    }
 }
 
 /// The revision of the lone write in the entry at `index`.
@@ -46,9 +50,9 @@ async fn moved_by_snapshot(sm: &mut StateMachineStore, dir: &std::path::Path) ->
     let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.expect("snapshot built");
     let other = Store::open(dir).expect("store opens");
     let mut other_sm = other.state_machine().await.expect("state machine opens");
-    let mut receiving = other_sm.begin_receiving_snapshot().await.expect("receiving file");
+    let mut receiving = other.snapshot_receiving_file().await.expect("receiving file");
     let mut source = snapshot.snapshot;
-    tokio::io::copy(&mut source, &mut *receiving).await.expect("snapshot copied");
+    tokio::io::copy(&mut source, &mut receiving).await.expect("snapshot copied");
     other_sm.install_snapshot(&snapshot.meta, receiving).await.expect("snapshot installed");
     other_sm
 }
@@ -59,7 +63,7 @@ async fn apply_reads_history_conditions_and_dedup() {
     let store = Store::open(dir.path()).unwrap();
     let mut sm = store.state_machine().await.unwrap();
     let results = sm
-        .apply(vec![
+        .apply_batch(vec![
             entry(1, put("a", "v1", Some(0), "r1")),
             entry(2, put("a", "v2", Some(rev(1)), "r2")),
             entry(3, put("a", "v3", Some(rev(1)), "r3")),
@@ -117,7 +121,7 @@ async fn state_survives_reopen_and_snapshot_moves_it() {
         let mut sm = store.state_machine().await.unwrap();
         let entries: Vec<Entry> =
             (1..=50).map(|i| entry(i, put(&format!("rec-{i}"), "x", None, &format!("q{i}")))).collect();
-        sm.apply(entries).await.unwrap();
+        sm.apply_batch(entries).await.unwrap();
         digest_before = sm.read_view().digest().await.unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
@@ -132,7 +136,7 @@ async fn state_survives_reopen_and_snapshot_moves_it() {
     let mut other_sm = moved_by_snapshot(&mut sm, other_dir.path()).await;
     assert_eq!(other_sm.read_view().digest().await.unwrap(), digest_before);
     // Dedup state travels with the snapshot.
-    let r = other_sm.apply(vec![entry(51, put("rec-1", "y", None, "q1"))]).await.unwrap();
+    let r = other_sm.apply_batch(vec![entry(51, put("rec-1", "y", None, "q1"))]).await.unwrap();
     assert!(matches!(r[0], CommandResult::Duplicate(_)));
 }
 
@@ -158,7 +162,7 @@ async fn grants_and_audit_trail_apply_publish_and_travel_in_snapshots() {
     let mut access = view.access();
     let scope = Scope::Registry(reg());
     let results = sm
-        .apply(vec![
+        .apply_batch(vec![
             entry(
                 1,
                 Command::Grant { identity: "svc".into(), scope: scope.clone(), permissions: vec![Permission::Read] },
@@ -248,7 +252,7 @@ async fn a_batch_applies_its_writes_in_order_each_at_its_own_revision() {
     let writes = commands.into_iter().map(|c| BatchedWrite::try_from(c).expect("a client write")).collect();
     assert!(BatchedWrite::try_from(Command::RetireKey { key_id: 9 }).is_err(), "only client writes ride in a batch");
     let batch = Command::Batch { writes };
-    let results = sm.apply(vec![entry(2, put("z", "before", None, "z1")), entry(3, batch)]).await.unwrap();
+    let results = sm.apply_batch(vec![entry(2, put("z", "before", None, "z1")), entry(3, batch)]).await.unwrap();
     assert_eq!(results[0], CommandResult::Written { revision: revision_of(2, 0) });
     let CommandResult::Batch(results) = &results[1] else { panic!("a batch answers a batch: {:?}", results[1]) };
     assert_eq!(
@@ -295,20 +299,20 @@ async fn the_oldest_request_ids_are_forgotten_beyond_the_limit_whatever_the_batc
     let mut sm = store.state_machine().await.unwrap();
     let writes = (0..4).map(|i| BatchedWrite::try_from(put(&format!("r{i}"), "x", None, &format!("q{i}"))).unwrap());
     let batch = Command::Batch { writes: writes.collect() };
-    sm.apply(vec![entry(1, batch), entry(2, put("r4", "x", None, "q4")), entry(3, put("r5", "x", None, "q5"))])
+    sm.apply_batch(vec![entry(1, batch), entry(2, put("r4", "x", None, "q4")), entry(3, put("r5", "x", None, "q5"))])
         .await
         .unwrap();
-    sm.apply(vec![entry(4, put("r6", "x", None, "q6"))]).await.unwrap();
+    sm.apply_batch(vec![entry(4, put("r6", "x", None, "q6"))]).await.unwrap();
     // Seven ids were remembered, five are kept: q0 and q1 are forgotten, so
     // a retry of q0 writes again (and, remembered anew, pushes q2 out); q3
     // is still known.
     let results = sm
-        .apply(vec![entry(5, put("r0", "again", None, "q0")), entry(6, put("r3", "again", None, "q3"))])
+        .apply_batch(vec![entry(5, put("r0", "again", None, "q0")), entry(6, put("r3", "again", None, "q3"))])
         .await
         .unwrap();
     assert_eq!(results[0], CommandResult::Written { revision: rev(5) });
     assert!(matches!(results[1], CommandResult::Duplicate(_)), "{:?}", results[1]);
-    let r = sm.apply(vec![entry(7, put("r2", "again", None, "q2"))]).await.unwrap();
+    let r = sm.apply_batch(vec![entry(7, put("r2", "again", None, "q2"))]).await.unwrap();
     assert_eq!(r[0], CommandResult::Written { revision: rev(7) }, "q2 was forgotten when q0 came back");
 }
 
@@ -326,12 +330,12 @@ async fn forgetting_request_ids_does_not_depend_on_how_entries_are_grouped() {
     };
     let together_dir = tempfile::tempdir().unwrap();
     let mut together = Store::open(together_dir.path()).unwrap().remember_requests(3).state_machine().await.unwrap();
-    let together_results = together.apply(entries()).await.unwrap();
+    let together_results = together.apply_batch(entries()).await.unwrap();
     let apart_dir = tempfile::tempdir().unwrap();
     let mut apart = Store::open(apart_dir.path()).unwrap().remember_requests(3).state_machine().await.unwrap();
     let mut apart_results = Vec::new();
     for e in entries() {
-        apart_results.extend(apart.apply(vec![e]).await.unwrap());
+        apart_results.extend(apart.apply_batch(vec![e]).await.unwrap());
     }
     assert_eq!(together_results, apart_results);
     assert_eq!(together_results[4], CommandResult::Written { revision: rev(5) }, "q1 was forgotten at entry 4");
@@ -340,7 +344,10 @@ async fn forgetting_request_ids_does_not_depend_on_how_entries_are_grouped() {
 
 /// `entry`, proposed by leader `node`.
 fn entry_by(node: u64, index: u64, command: Command) -> Entry {
-    Entry { log_id: LogId::new(CommittedLeaderId::new(1, node), index), payload: EntryPayload::Normal(command) }
+    Entry {
+        log_id: LogId::new(CommittedLeaderId { term: 1, node_id: node }, index),
+        payload: EntryPayload::Normal(command),
+    }
 }
 
 #[tokio::test]
@@ -353,7 +360,7 @@ async fn a_trail_merges_writes_from_history_with_stored_events_in_order_on_every
             .into_iter()
             .map(|c| BatchedWrite::try_from(c).expect("a client write"))
             .collect();
-    sm.apply(vec![
+    sm.apply_batch(vec![
         entry_by(1, 1, put("a", "v1", Some(0), "q1")),
         entry_by(1, 2, Command::Audit { events: vec![audit("a", "svc", AuditOp::Get)] }),
         entry_by(2, 3, Command::Batch { writes: batch }),

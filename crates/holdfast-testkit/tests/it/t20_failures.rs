@@ -2,6 +2,7 @@
 //! much that it needs a snapshot, a whole region lost, and a leader cut off
 //! with a write in flight.
 
+use openraft::async_runtime::WatchReceiver;
 use std::time::{Duration, Instant};
 
 use holdfast_client::ReadOptions;
@@ -79,13 +80,13 @@ async fn lagging_follower_catches_up_by_snapshot_after_log_purge() -> anyhow::Re
     }
     let leader_node = cluster.node(leader).expect("leader runs");
     holdfast_testkit::wait_until("the leader to purge its log", LEADER_TIMEOUT, || async {
-        leader_node.raft().metrics().borrow().purged.is_some().then_some(())
+        leader_node.raft().metrics().borrow_watched().purged.is_some().then_some(())
     })
     .await?;
     cluster.restart(lagging).await?;
     cluster.wait_applied(last, Duration::from_secs(60)).await?;
     let follower = cluster.node(lagging).expect("restarted");
-    assert!(follower.raft().metrics().borrow().snapshot.is_some(), "follower installed a snapshot");
+    assert!(follower.raft().metrics().borrow_watched().snapshot.is_some(), "follower installed a snapshot");
     cluster.wait_converged(Duration::from_secs(30)).await?;
     cluster.shutdown().await
 }

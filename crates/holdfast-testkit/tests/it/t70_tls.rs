@@ -3,6 +3,7 @@
 //! a removed node's certificate speaking Raft), and certificates reloaded
 //! from disk without a restart.
 
+use openraft::async_runtime::WatchReceiver;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -170,7 +171,7 @@ async fn a_removed_node_certificate_is_refused_and_the_cluster_serves_on() -> an
     admin.remove(victim, false).await?;
     let node = cluster.node(target).expect("running");
     wait_until("the target to drop the victim from its membership", Duration::from_secs(20), || async {
-        let metrics = node.raft().metrics().borrow().clone();
+        let metrics = node.raft().metrics().borrow_watched().clone();
         let member = metrics.membership_config.membership().nodes().any(|(id, _)| *id == victim);
         (!member).then_some(())
     })
