@@ -11,6 +11,7 @@ use holdfast_storage::Raft;
 use holdfast_storage::ReadView;
 use holdfast_types::topology::{check_voters, survival};
 use holdfast_types::{Command, NodeId, NodeInfo, Permission, Placement};
+use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use tonic::{Request, Response, Status};
 
@@ -75,6 +76,31 @@ impl ClusterService {
             revisions_to_reseal,
             applied_revision: self.view.applied_revision(),
         })
+    }
+
+    /// Changes the voters or nodes. A change takes two Raft steps (joint,
+    /// then uniform), so once this node has proposed the first, a refusal
+    /// may leave the change made in part: only a node that does not lead
+    /// answers "not the leader" (nothing proposed); after that any failure
+    /// says the outcome is unknown and to look at the members.
+    async fn change_membership(&self, change: ChangeMembers<NodeId, NodeInfo>) -> Result<(), ServerError> {
+        let refused = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow_watched();
+            (metrics.current_leader != Some(metrics.id)).then(|| known_leader(&metrics))
+        };
+        if let Some(leader) = refused {
+            return Err(ServerError::NotLeader { leader });
+        }
+        match self.raft.change_membership(change, false).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(ServerError::InvalidArgument(e.to_string()))
+            }
+            Err(e) => Err(ServerError::Raft(format!(
+                "the membership change may or may not have been made ({e}); list the members to see"
+            ))),
+        }
     }
 
     fn members(&self) -> Vec<pb::Member> {
@@ -220,7 +246,7 @@ impl Cluster for ClusterService {
             if !req.force {
                 check_voters(&voters).map_err(|e| ServerError::Topology(e.to_string()))?;
             }
-            self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false).await?;
+            self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id]))).await?;
             Ok(pb::MembershipResponse { members: self.members() })
         };
         run.await.map(Response::new).map_err(to_status)
@@ -266,9 +292,9 @@ impl Cluster for ClusterService {
                     check_voters(&voters).map_err(|e| ServerError::Topology(e.to_string()))?;
                 }
                 // retain = false: the removed voter leaves the cluster entirely.
-                self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([req.id])), false).await?;
+                self.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([req.id]))).await?;
             } else {
-                self.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([req.id])), false).await?;
+                self.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([req.id]))).await?;
             }
             Ok(pb::MembershipResponse { members: self.members() })
         };

@@ -46,7 +46,10 @@ pub fn is_ready(
     let Some(leader) = m.current_leader else {
         return false;
     };
-    if leader == m.id && quorum_ack_age.is_none_or(|age| age > Duration::from_millis(quorum_ack_stale_ms)) {
+    // A lone voter is its own quorum: nobody else acknowledges it.
+    let mut voters = m.membership_config.membership().voter_ids();
+    let alone = voters.next() == Some(m.id) && voters.next().is_none();
+    if leader == m.id && !alone && quorum_ack_age.is_none_or(|age| age > Duration::from_millis(quorum_ack_stale_ms)) {
         return false;
     }
     let applied = m.last_applied.map_or(0, |id| id.index);
@@ -121,5 +124,11 @@ mod tests {
         assert!(!is_ready(&m, None, 1000), "leader never acknowledged");
         assert!(is_ready(&m, ms(200), 1000));
         assert!(!is_ready(&m, ms(5000), 1000), "leader cut off from its quorum");
+
+        // A lone voter leads with nobody to acknowledge it.
+        let voters = vec![std::collections::BTreeSet::from([2u64])];
+        let lone = openraft::Membership::new_with_defaults(voters, Vec::<u64>::new());
+        m.membership_config = std::sync::Arc::new(openraft::StoredMembership::new(log_id(1), lone));
+        assert!(is_ready(&m, None, 1000), "a single-voter leader is its own quorum");
     }
 }

@@ -272,27 +272,28 @@ fn status_error(target: NodeId, what: &str, status: &tonic::Status) -> RPCError<
     }
 }
 
-/// Tracks the requests of a replication stream not yet answered, to tell a
-/// stalled peer from an idle stream.
+/// When each unanswered request of a replication stream was sent, oldest
+/// first: tells a stalled peer from an idle stream.
 #[derive(Default)]
-struct InFlight(std::sync::atomic::AtomicU64);
+struct InFlight(Mutex<std::collections::VecDeque<tokio::time::Instant>>);
 
 impl InFlight {
     fn sent(&self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push_back(tokio::time::Instant::now());
     }
     fn answered(&self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
     }
-    fn waiting(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Acquire) > 0
+    fn oldest(&self) -> Option<tokio::time::Instant> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).front().copied()
     }
 }
 
 impl PeerClient {
     /// Opens a replication stream: requests are encoded and sent as
     /// openraft yields them; each answer is decoded in order. A request
-    /// unanswered for `timeout` ends the stream with an error.
+    /// unanswered `timeout` after it was sent ends the stream with an
+    /// error; so does a stream that cannot be opened within `timeout`.
     async fn open_append_stream<S>(
         &mut self,
         input: S,
@@ -309,7 +310,11 @@ impl PeerClient {
         let Some(first) = input.next().await else {
             return Ok(futures::stream::empty().boxed());
         };
-        let input = futures::stream::once(std::future::ready(first)).chain(input);
+        // The requests end when the answers do (or are dropped): the HTTP/2
+        // client keeps pulling a request body after its response is gone,
+        // and an abandoned stream must not take requests meant for the next.
+        let (close, closed) = tokio::sync::oneshot::channel::<()>();
+        let input = futures::stream::once(std::future::ready(first)).chain(input).take_until(closed);
         let mut client = self.current_client().map_err(to_rpc_error)?;
         let in_flight = Arc::new(InFlight::default());
         let counting = in_flight.clone();
@@ -327,24 +332,32 @@ impl PeerClient {
                 counting.sent();
                 std::future::ready(encoded.ok().map(|payload| RaftMessage { payload }))
             });
-        let answers = match client.stream_append(self.addressed(requests)).await {
-            Ok(answers) => answers.into_inner(),
-            Err(status) => return Err(status_error(target, "append stream", &status)),
+        let answers = match tokio::time::timeout(timeout, client.stream_append(self.addressed(requests))).await {
+            Ok(Ok(answers)) => answers.into_inner(),
+            Ok(Err(status)) => return Err(status_error(target, "append stream", &status)),
+            Err(_) => return Err(network_error(format!("append stream to node {target}: no answer in {timeout:?}"))),
         };
-        let answers = futures::stream::unfold(Some(answers), move |answers| {
+        let answers = futures::stream::unfold(Some((answers, close)), move |state| {
             let in_flight = in_flight.clone();
             async move {
-                let mut answers = answers?;
+                let (mut answers, close) = state?;
                 let next = loop {
-                    match tokio::time::timeout(timeout, answers.message()).await {
+                    // Idle: wait a while and look again. Busy: until the
+                    // oldest unanswered request is `timeout` old.
+                    let now = tokio::time::Instant::now();
+                    let wait =
+                        in_flight.oldest().map_or(timeout, |sent| (sent + timeout).saturating_duration_since(now));
+                    match tokio::time::timeout(wait, answers.message()).await {
                         Ok(next) => break next,
-                        // Nothing asked, nothing owed: an idle stream.
-                        Err(_) if !in_flight.waiting() => continue,
-                        Err(_) => {
-                            let e =
-                                network_error(format!("node {target} did not answer AppendEntries within {timeout:?}"));
-                            return Some((Err(e), None));
-                        }
+                        Err(_) => match in_flight.oldest() {
+                            Some(sent) if sent.elapsed() >= timeout => {
+                                let e = network_error(format!(
+                                    "node {target} did not answer AppendEntries within {timeout:?}"
+                                ));
+                                return Some((Err(e), None));
+                            }
+                            _ => continue,
+                        },
                     }
                 };
                 let answer = match next {
@@ -354,7 +367,7 @@ impl PeerClient {
                 };
                 in_flight.answered();
                 match decode::<Result<StreamAppendResult<TypeConfig>, Fatal<TypeConfig>>>(&answer.payload) {
-                    Ok(Ok(result)) => Some((Ok(result), Some(answers))),
+                    Ok(Ok(result)) => Some((Ok(result), Some((answers, close)))),
                     Ok(Err(fatal)) => Some((Err(stopped(target, &RaftError::Fatal(fatal))), None)),
                     Err(e) => Some((Err(network_error(format!("bad append answer from node {target}: {e}"))), None)),
                 }
@@ -417,7 +430,12 @@ impl PeerClient {
         };
         match decode::<Result<SnapshotResponse<TypeConfig>, String>>(&reply.payload) {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(refused)) => Err(network_error(format!("node {target} refused the snapshot: {refused}")).into()),
+            // Its Raft has stopped: back off as from an unreachable node,
+            // rather than send the whole file again at once.
+            Ok(Err(stopped)) => Err(RPCError::<TypeConfig>::Unreachable(Unreachable::new(&Message(format!(
+                "node {target} cannot install the snapshot: {stopped}"
+            ))))
+            .into()),
             Err(e) => Err(network_error(format!("bad snapshot answer from node {target}: {e}")).into()),
         }
     }

@@ -257,13 +257,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = encode(&entry).map_err(StorageError::corrupt("log entry"))?;
             batch.put_cf(self.store.cf(CF_LOG), log_key(entry.log_id.index), bytes);
         }
-        // Written now, on this thread: the entries are readable when append
-        // returns, and the leader sends them to followers while its own
-        // copy syncs. A write without sync is a WAL write into the page
-        // cache and a memtable insert; it does not wait for the disk.
-        // Durability is reported by the callback, after a sync that covers
-        // this write (the WAL is one file written in order).
-        self.store.write_unsynced(batch)?;
+        // Written before append returns, so the entries are readable and
+        // the leader sends them to followers while its own copy syncs.
+        // Without sync, but still off the runtime: RocksDB writes in
+        // groups, and an unsynced write can wait for a group led by a
+        // synced one (an apply, a vote). Durability is reported by the
+        // callback, after a sync that covers this write (the WAL is one
+        // file written in order).
+        let this = self.clone();
+        blocking(move || this.store.write_unsynced(batch)).await?;
         self.report_after_sync(callback);
         Ok(())
     }
