@@ -188,3 +188,41 @@ async fn a_write_cut_off_by_a_new_leader_is_never_reported_as_not_proposed() -> 
     );
     cluster.stop_all().await
 }
+
+/// A snapshot transfer that ends short of the length it offered, or whose
+/// offer does not decode, is refused and installs nothing; the follower
+/// keeps following.
+#[tokio::test]
+async fn a_short_or_malformed_snapshot_transfer_is_refused_and_changes_nothing() -> anyhow::Result<()> {
+    use holdfast_proto::v1::raft_client::RaftClient;
+    use holdfast_proto::v1::RaftMessage;
+    use holdfast_types::codec::encode;
+    use holdfast_types::{SnapshotMeta, SnapshotOffer};
+
+    let cluster = TestCluster::start(&["ua-kyiv", "ua-lviv", "eu-frankfurt"]).await?;
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT).await?;
+    let c = client(cluster.endpoints());
+    c.put("idp", "person-1", "shelter-3", opts("registered")).await?;
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    let node = cluster.node(follower).expect("follower runs");
+    let (vote, meta) = {
+        let m = node.raft().metrics().borrow_watched().clone();
+        (m.vote, SnapshotMeta { last_log_id: m.last_applied, last_membership: (*m.membership_config).clone() })
+    };
+    let mut raft = RaftClient::connect(format!("http://{}", cluster.endpoint(follower))).await?;
+
+    let junk = vec![RaftMessage { payload: b"not an offer".to_vec() }];
+    let refused = raft.install_snapshot(futures::stream::iter(junk)).await.expect_err("malformed offer");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+
+    let offer = encode(&SnapshotOffer { vote, meta, len: 1000 })?;
+    let short = vec![RaftMessage { payload: offer }, RaftMessage { payload: vec![0; 10] }];
+    let refused = raft.install_snapshot(futures::stream::iter(short)).await.expect_err("short transfer");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+    assert!(refused.message().contains("10 of 1000 bytes"), "{refused}");
+
+    assert!(node.raft().metrics().borrow_watched().snapshot.is_none(), "nothing was installed");
+    let after = c.put("idp", "person-2", "shelter-4", opts("registered")).await?;
+    cluster.wait_applied(after.revision, Duration::from_secs(10)).await?;
+    cluster.shutdown().await
+}
