@@ -1,23 +1,22 @@
 //! The admin API: `holdfast.v1.Cluster` — node status, members, and
 //! membership changes that keep the placement rule.
 
-use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use holdfast_proto::v1 as pb;
 use holdfast_proto::v1::cluster_server::Cluster;
-use holdfast_storage::Raft;
-use holdfast_storage::ReadView;
+use holdfast_storage::{Raft, ReadView};
 use holdfast_types::topology::{check_voters, survival};
 use holdfast_types::{Command, NodeId, NodeInfo, Permission, Placement};
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use tonic::{Request, Response, Status};
 
 use crate::auth::Authorizer;
 use crate::crypto::Crypto;
-use crate::error::{known_leader, to_status, ServerError};
+use crate::error::{ensure_leading, known_leader, to_status, ServerError};
 use crate::records::RecordCodec;
 
 /// How long AddLearner waits for the learner to catch up before answering.
@@ -84,14 +83,7 @@ impl ClusterService {
     /// answers "not the leader" (nothing proposed); after that any failure
     /// says the outcome is unknown and to look at the members.
     async fn change_membership(&self, change: ChangeMembers<NodeId, NodeInfo>) -> Result<(), ServerError> {
-        let refused = {
-            let metrics = self.raft.metrics();
-            let metrics = metrics.borrow_watched();
-            (metrics.current_leader != Some(metrics.id)).then(|| known_leader(&metrics))
-        };
-        if let Some(leader) = refused {
-            return Err(ServerError::NotLeader { leader });
-        }
+        ensure_leading(&self.raft)?;
         match self.raft.change_membership(change, false).await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {

@@ -61,6 +61,19 @@ pub(crate) fn known_leader(metrics: &openraft::RaftMetrics<TypeConfig>) -> Optio
     metrics.membership_config.membership().get_node(&leader).map(|node| (leader, node.addr.clone()))
 }
 
+/// Refuses with "not the leader" (and the leader's address when known)
+/// unless this node leads now: a refusal here proposed nothing.
+pub(crate) fn ensure_leading(raft: &holdfast_storage::Raft) -> Result<(), ServerError> {
+    use openraft::async_runtime::WatchReceiver;
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow_watched();
+    if metrics.current_leader == Some(metrics.id) {
+        Ok(())
+    } else {
+        Err(ServerError::NotLeader { leader: known_leader(&metrics) })
+    }
+}
+
 impl ServerError {
     pub(crate) fn from_forward(f: &ForwardToLeader<TypeConfig>) -> Self {
         let leader = match (f.leader_id, &f.leader_node) {

@@ -4,13 +4,12 @@
 //! so the work survives leader changes and restarts: a new leader simply
 //! starts another pass.
 
-use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use std::time::Duration;
 
-use holdfast_storage::Raft;
-use holdfast_storage::ReadView;
+use holdfast_storage::{Raft, ReadView};
 use holdfast_types::Command;
+use openraft::async_runtime::WatchReceiver;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 

@@ -6,13 +6,12 @@
 //! between scrapes; only events that a scrape would miss (leader changes)
 //! are counted by a background task.
 
-use openraft::async_runtime::WatchReceiver;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use holdfast_storage::Raft;
-use holdfast_storage::{HistogramSnapshot, LatencyHistogram};
+use holdfast_storage::{HistogramSnapshot, LatencyHistogram, Raft};
+use openraft::async_runtime::WatchReceiver;
 use tokio::sync::watch;
 
 use crate::request_metrics::RequestStats;

@@ -290,6 +290,20 @@ impl InFlight {
 }
 
 impl PeerClient {
+    /// A unary Raft call whose answer is openraft's `Result<Resp, RaftError>`.
+    async fn raft_call<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        kind: Rpc,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        match self.call::<_, _, RaftError<TypeConfig>>(kind, req, timeout).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(remote)) => Err(stopped(self.target, &remote)),
+            Err(e) => Err(to_rpc_error(e)),
+        }
+    }
+
     /// Opens a replication stream: requests are encoded and sent as
     /// openraft yields them; each answer is decoded in order. A request
     /// unanswered `timeout` after it was sent ends the stream with an
@@ -449,12 +463,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let target = self.target;
-        match self.call::<_, _, RaftError<TypeConfig>>(Rpc::Append, &rpc, option.hard_ttl()).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(remote)) => Err(stopped(target, &remote)),
-            Err(e) => Err(to_rpc_error(e)),
-        }
+        self.raft_call(Rpc::Append, &rpc, option.hard_ttl()).await
     }
 
     fn stream_append<'s, S>(
@@ -479,12 +488,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let target = self.target;
-        match self.call::<_, _, RaftError<TypeConfig>>(Rpc::Vote, &rpc, option.hard_ttl()).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(remote)) => Err(stopped(target, &remote)),
-            Err(e) => Err(to_rpc_error(e)),
-        }
+        self.raft_call(Rpc::Vote, &rpc, option.hard_ttl()).await
     }
 
     async fn full_snapshot(

@@ -4,12 +4,9 @@
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
-
 use holdfast_proto::v1::raft_server::Raft as RaftRpc;
 use holdfast_proto::v1::RaftMessage;
-use holdfast_storage::Raft;
-use holdfast_storage::{Snapshot, Store};
+use holdfast_storage::{Raft, Snapshot, Store};
 use holdfast_types::audit::AUDIT_BATCH_EVENTS_MAX;
 use holdfast_types::codec::{decode, encode};
 use holdfast_types::{AuditEvent, Command, NodeId, SnapshotOffer, TypeConfig};
@@ -17,6 +14,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::raft::AppendEntriesRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 

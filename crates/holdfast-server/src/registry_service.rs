@@ -5,18 +5,17 @@
 //! and applied. Linearizable reads confirm leadership
 //! with a quorum (ReadIndex) before reading the local state machine.
 
-use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use holdfast_proto::v1 as pb;
 use holdfast_proto::v1::registry_server::Registry;
-use holdfast_storage::Raft;
-use holdfast_storage::ReadView;
+use holdfast_storage::{Raft, ReadView};
 use holdfast_types::record::{page_limit, validate_record_id, validate_request_id, validate_value};
 use holdfast_types::{
     AuditOp, AuditOutcome, BatchedWrite, CommandResult, Permission, RecordVersion, RegistryName, Revision, WriteMeta,
 };
+use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Response, Status};
 
 use crate::audit::Auditor;

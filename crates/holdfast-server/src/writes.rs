@@ -3,7 +3,6 @@
 //! on each replica and one apply serve them all. Nothing is acknowledged
 //! before its entry is committed (synced on a quorum) and applied.
 
-use openraft::async_runtime::WatchReceiver;
 use std::time::Duration;
 
 use holdfast_storage::Raft;
@@ -12,7 +11,7 @@ use holdfast_types::{BatchedWrite, Command, CommandResult};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batching::{self, Limits};
-use crate::error::{known_leader, ServerError};
+use crate::error::{ensure_leading, ServerError};
 
 /// Writes waiting for a batch; when full, callers wait (backpressure).
 const QUEUE_WRITES_MAX: usize = 16 * 1024;
@@ -88,18 +87,8 @@ async fn client_write(raft: &Raft, command: Command) -> Result<CommandResult, Se
 /// leadership, whose outcome is unknown (a later leader holding a copy may
 /// still commit it; a retry with the same request id is safe).
 pub(crate) async fn propose_as_leader(raft: &Raft, command: Command) -> Result<CommandResult, ServerError> {
-    let refused = {
-        let metrics = raft.metrics();
-        let metrics = metrics.borrow_watched();
-        (metrics.current_leader != Some(metrics.id)).then(|| known_leader(&metrics))
-    };
-    if let Some(leader) = refused {
-        return Err(ServerError::NotLeader { leader });
-    }
-    match raft.client_write(command).await {
-        Ok(response) => Ok(response.data),
-        Err(e) => Err(e.into()),
-    }
+    ensure_leading(raft)?;
+    raft.client_write(command).await.map(|response| response.data).map_err(Into::into)
 }
 
 /// Proposes one batch and hands each writer its own result. A lone write

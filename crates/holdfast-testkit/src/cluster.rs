@@ -4,18 +4,17 @@
 //! makes a CA and node certificates in its temp dir and nodes speak mutual
 //! TLS to each other and to clients.
 
-use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use holdfast_client::{Client, ClientBuilder, ClientTls};
 use holdfast_crypto::MasterKey;
 use holdfast_server::{Node, NodeConfig, RaftTimings, TLS_RELOAD_INTERVAL_MS_DEFAULT};
 use holdfast_types::{Jurisdiction, NodeId, NodeInfo, Placement};
+use openraft::async_runtime::WatchReceiver;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 

@@ -2,7 +2,6 @@
 //! much that it needs a snapshot, a whole region lost, and a leader cut off
 //! with a write in flight.
 
-use openraft::async_runtime::WatchReceiver;
 use std::time::{Duration, Instant};
 
 use holdfast_client::ReadOptions;
@@ -14,6 +13,7 @@ use holdfast_testkit::process::{
 };
 use holdfast_testkit::{wait_until, TestCluster};
 use holdfast_types::NodeId;
+use openraft::async_runtime::WatchReceiver;
 
 use crate::{client, opts, LEADER_TIMEOUT};
 

@@ -3,7 +3,6 @@
 //! a removed node's certificate speaking Raft), and certificates reloaded
 //! from disk without a restart.
 
-use openraft::async_runtime::WatchReceiver;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +13,7 @@ use holdfast_server::pki::{Ca, Issued, Validity};
 use holdfast_server::NodeConfig;
 use holdfast_testkit::{wait_until, TestCluster};
 use holdfast_types::NodeId;
+use openraft::async_runtime::WatchReceiver;
 use tonic::Code;
 
 use crate::t50_health::{http, sample};
