@@ -7,8 +7,7 @@
 use holdfast_proto::v1 as pb;
 use holdfast_proto::v1::access_server::Access;
 use holdfast_proto::v1::audit_server::Audit;
-use holdfast_storage::Raft;
-use holdfast_storage::ReadView;
+use holdfast_storage::{Raft, ReadView};
 use holdfast_types::access::{validate_identity, AccessError};
 use holdfast_types::record::{page_limit, validate_record_id};
 use holdfast_types::{AccessPolicy, AuditOp, AuditOutcome, Command, CommandResult, Permission, RegistryName, Scope};

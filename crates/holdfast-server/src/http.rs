@@ -76,7 +76,7 @@ async fn answer(mut stream: TcpStream, metrics: &NodeMetrics) {
     let path = path.split(|b| *b == b'?').next().unwrap_or_default();
     let result = match (method, path) {
         (b"GET", b"/metrics") => {
-            let body = metrics.render().await;
+            let body = metrics.render();
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &body).await
         }
         (b"GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "only /metrics is served here\n").await,

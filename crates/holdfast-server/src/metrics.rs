@@ -107,7 +107,7 @@ impl NodeMetrics {
     }
 
     /// The whole exposition, `text/plain; version=0.0.4`.
-    pub async fn render(&self) -> String {
+    pub fn render(&self) -> String {
         let m = self.raft.metrics().borrow_watched().clone();
         let committed = m.local_committed.map(|id| id.index);
         let mut out = String::with_capacity(4096);

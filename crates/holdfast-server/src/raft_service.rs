@@ -85,8 +85,9 @@ impl RaftService {
             .map_err(|e| Status::invalid_argument(format!("malformed raft message: {e}")))
     }
 
-    /// Receives a snapshot into an unnamed file and installs it. Nothing is
-    /// installed unless every offered byte arrived.
+    /// Receives the file an offer announced into an unnamed file. A transfer
+    /// that ends short of (or goes past) the offered length is refused, so
+    /// nothing is installed unless every offered byte arrived.
     async fn receive_snapshot(
         &self,
         offer: SnapshotOffer,

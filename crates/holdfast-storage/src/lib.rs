@@ -4,8 +4,9 @@
 //!
 //! Durability contract: log entries are reported flushed only after a WAL
 //! sync that covers them; each `apply` writes records, history,
-//! `last_applied` and membership in one synced `WriteBatch`. Record ids and values are opaque bytes here:
-//! storage never knows whether they are sealed.
+//! `last_applied` and membership in one synced `WriteBatch`. Record ids and
+//! values are opaque bytes here: storage never knows whether they are
+//! sealed.
 
 mod apply;
 mod db;
@@ -22,8 +23,8 @@ pub use error::StorageError;
 pub use log_store::LogStore;
 pub use reader::{AuditPage, HistoryPage, ReadView, ScanPage, StoredVersion, VersionBatch};
 pub use state_machine::{Snapshot, StateMachineStore};
+pub use timings::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_SECONDS};
 
 /// The Raft handle of a holdfast node (openraft 0.10 names the state
 /// machine type in it).
 pub type Raft = openraft::Raft<holdfast_types::TypeConfig, StateMachineStore>;
-pub use timings::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_SECONDS};

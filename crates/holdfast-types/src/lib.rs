@@ -22,14 +22,14 @@ pub type NodeId = u64;
 
 openraft::declare_raft_types!(
     /// The openraft type configuration shared by storage, server and tests.
-    /// Terms, leader ids, votes and entries are openraft's defaults (a
-    /// leader id is a term and a node id, as in Raft's paper).
+    /// Terms, leader ids, votes, entries and the runtime (tokio) are
+    /// openraft's defaults (a leader id is a term and a node id, as in
+    /// Raft's paper).
     pub TypeConfig:
         D = Command,
         R = CommandResult,
         NodeId = NodeId,
         Node = NodeInfo,
-        AsyncRuntime = openraft::impls::TokioRuntime,
 );
 
 /// A Raft log entry of holdfast.
