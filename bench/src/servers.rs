@@ -47,8 +47,14 @@ impl HoldfastCluster {
         );
         let root = tempfile::Builder::new().prefix("holdfast-bench-").tempdir()?;
         let specs: Vec<_> = reference_topology().into_iter().filter(|s| HOLDFAST_NODE_IDS.contains(&s.id)).collect();
-        let options =
-            |_| NodeOptions { insecure_plaintext, insecure_transport, audit: audit.clone(), ..NodeOptions::default() };
+        // As users run it (the node's own storage defaults too).
+        let options = |_| NodeOptions {
+            insecure_plaintext,
+            insecure_transport,
+            audit: audit.clone(),
+            wal_file_mb: None,
+            ..NodeOptions::default()
+        };
         let mut cluster = ProcessCluster::configure(binary, root.path(), &specs, None, options)?;
         cluster.start_all()?;
         let started = Self { cluster, _root: root };

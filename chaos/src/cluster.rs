@@ -78,6 +78,8 @@ impl ChaosCluster {
                 .map(|((_, to), (addr, _))| (*to, addr.to_string()))
                 .collect(),
             unsafe_local_reads,
+            // As users run it.
+            wal_file_mb: None,
             ..NodeOptions::default()
         })?;
         let mut links = BTreeMap::new();

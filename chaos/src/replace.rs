@@ -104,6 +104,7 @@ async fn join_as_learner(cluster: &mut ChaosCluster, client: &Client, spec: &Nod
     let options = NodeOptions {
         peer_addr_overrides: overrides,
         unsafe_local_reads: cluster.unsafe_local_reads,
+        wal_file_mb: None,
         ..NodeOptions::default()
     };
     let listen = cluster.processes.add_node(spec, &options)?;

@@ -10,6 +10,7 @@ use holdfast_crypto::MasterKey;
 use holdfast_types::{NodeId, NodeInfo, Placement};
 
 pub use crate::audit::AuditMode;
+pub use holdfast_storage::StoreOptions;
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone)]
@@ -54,6 +55,8 @@ pub struct NodeConfig {
     /// How often the TLS files are checked for changes (a changed file set
     /// is loaded without a restart).
     pub tls_reload_interval_ms: u64,
+    /// How the node's RocksDB uses its disk.
+    pub storage: StoreOptions,
 }
 
 /// Default for [`NodeConfig::tls_reload_interval_ms`]: certificates are

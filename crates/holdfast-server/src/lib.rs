@@ -30,7 +30,9 @@ pub mod tls;
 mod tls_accept;
 mod writes;
 
-pub use config::{AuditMode, ConfigError, NodeConfig, RaftTimings, TlsFiles, TLS_RELOAD_INTERVAL_MS_DEFAULT};
+pub use config::{
+    AuditMode, ConfigError, NodeConfig, RaftTimings, StoreOptions, TlsFiles, TLS_RELOAD_INTERVAL_MS_DEFAULT,
+};
 pub use error::ServerError;
 pub use identity::{node_id_of, peer_identity};
 pub use node::Node;

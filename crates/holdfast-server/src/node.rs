@@ -100,7 +100,8 @@ impl Node {
             check_key(&config.data_dir, master)?;
         }
         let dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+        let storage = config.storage.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&dir, &storage))
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))??;
         let state_machine = store.state_machine().await?;

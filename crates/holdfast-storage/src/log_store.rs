@@ -304,6 +304,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 mod tests {
     use super::*;
     use crate::db::tests::put;
+    use crate::db::StoreOptions;
     use openraft::type_config::TypeConfigExt;
 
     /// After a restart the block cache is cold: the in-place read cannot
@@ -313,7 +314,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let entries: Vec<Entry> = (1..=3).map(|i| put(i, &format!("q{i}"))).collect();
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
             let mut batch = WriteBatch::default();
             for entry in &entries {
                 batch.put_cf(store.cf(CF_LOG), log_key(entry.log_id.index), encode(entry).unwrap());
@@ -321,7 +322,7 @@ mod tests {
             store.write_synced(batch).unwrap();
             store.db.flush_cf(store.cf(CF_LOG)).unwrap();
         }
-        let mut log = Store::open(dir.path()).unwrap().log_store();
+        let mut log = Store::open(dir.path(), &StoreOptions::small()).unwrap().log_store();
         assert!(log.entries_in(1, 4, true).unwrap().is_none(), "a cold block cannot be read in place");
         let read = log.try_get_log_entries(1..4).await.unwrap();
         assert_eq!(
@@ -335,7 +336,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appends_are_readable_at_once_and_reported_after_a_sync() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let mut log = store.log_store();
         let mut flushed = Vec::new();
         for i in 1..=50 {
@@ -357,7 +358,7 @@ mod tests {
         // last report: wait for the lock rather than guess how long.
         let started = std::time::Instant::now();
         let reopened = loop {
-            match Store::open(dir.path()) {
+            match Store::open(dir.path(), &StoreOptions::small()) {
                 Ok(store) => break store,
                 Err(e) if started.elapsed() < std::time::Duration::from_secs(10) => {
                     tracing::debug!(error = %e, "database still open");

@@ -420,6 +420,7 @@ impl ReadView {
 mod tests {
     use super::*;
     use crate::db::tests::put;
+    use crate::db::StoreOptions;
 
     /// After a restart the block cache is cold: the in-memory lookup cannot
     /// answer and the read must still find the record, from disk.
@@ -427,12 +428,12 @@ mod tests {
     async fn a_get_that_needs_the_disk_is_answered_from_it() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
             store.state_machine().await.unwrap().apply_batch(vec![put(1, "on-disk")]).await.unwrap();
             store.db.flush_cf(store.cf(CF_RECORDS)).unwrap();
             store.db.flush_cf(store.cf(CF_SM_META)).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let registry = RegistryName::parse("population").unwrap();
         let cold = latest_with(&store, &registry, b"on-disk", true);
         assert!(

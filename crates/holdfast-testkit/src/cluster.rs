@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use holdfast_client::{Client, ClientBuilder, ClientTls};
 use holdfast_crypto::MasterKey;
-use holdfast_server::{Node, NodeConfig, RaftTimings, TLS_RELOAD_INTERVAL_MS_DEFAULT};
+use holdfast_server::{Node, NodeConfig, RaftTimings, StoreOptions, TLS_RELOAD_INTERVAL_MS_DEFAULT};
 use holdfast_types::{Jurisdiction, NodeId, NodeInfo, Placement};
 use openraft::async_runtime::WatchReceiver;
 use tempfile::TempDir;
@@ -104,6 +104,7 @@ impl TestCluster {
                 master_key: master_key.clone(),
                 tls: pki.as_ref().map(|p| p.node_files(id)).transpose()?,
                 tls_reload_interval_ms: TLS_RELOAD_INTERVAL_MS_DEFAULT,
+                storage: StoreOptions::small(),
             };
             adjust(&mut config);
             let addr = listener.local_addr()?;

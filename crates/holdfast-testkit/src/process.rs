@@ -51,7 +51,7 @@ pub fn reference_topology() -> Vec<NodeSpec> {
 }
 
 /// Per-node settings beyond placement, for harnesses.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NodeOptions {
     /// Dial peer id at this address (a fault proxy) instead of its own.
     pub peer_addr_overrides: BTreeMap<NodeId, String>,
@@ -67,6 +67,24 @@ pub struct NodeOptions {
     /// `[access] audit` mode (`strict` when `None`), to measure what the
     /// audit trail costs.
     pub audit: Option<String>,
+    /// `[storage] wal_file_mb`. The default is 1 (cheap to create, WAL
+    /// files turn over often), for tests; `None` keeps the node's own
+    /// default, as users run it (the chaos harness and the benchmark).
+    pub wal_file_mb: Option<u64>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            peer_addr_overrides: BTreeMap::new(),
+            unsafe_local_reads: false,
+            extra_toml: String::new(),
+            insecure_plaintext: false,
+            insecure_transport: false,
+            audit: None,
+            wal_file_mb: Some(1),
+        }
+    }
 }
 
 /// A running or stopped node process.
@@ -212,6 +230,9 @@ impl ProcessCluster {
             }
         };
         text.push_str(&opts.extra_toml);
+        if let Some(mb) = opts.wal_file_mb {
+            text.push_str(&format!("\n[storage]\nwal_file_mb = {mb}\n"));
+        }
         if let Some(files) = tls {
             write!(
                 text,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use holdfast_crypto::MasterKey;
-use holdfast_server::{AuditMode, NodeConfig, RaftTimings, TlsFiles};
+use holdfast_server::{AuditMode, NodeConfig, RaftTimings, StoreOptions, TlsFiles};
 use holdfast_types::{Jurisdiction, NodeId, NodeInfo, Placement};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub raft: FileRaft,
     #[serde(default)]
     pub log: FileLog,
+    #[serde(default)]
+    pub storage: FileStorage,
     /// Dial these peers at another address (e.g. through a proxy).
     #[serde(default)]
     pub peer_addr_overrides: BTreeMap<String, String>,
@@ -140,6 +142,24 @@ impl Default for FileRaft {
             logs_kept_after_snapshot: t.logs_kept_after_snapshot,
             rpc_timeout_ms: t.rpc_timeout_ms,
         }
+    }
+}
+
+/// The `[storage]` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileStorage {
+    /// The size of a RocksDB WAL file in MiB: the WAL starts a new file at
+    /// this size and writes into spent files instead of growing new ones (a
+    /// sync that grows a file costs a journal commit too). A new node
+    /// writes two spent files of this size before it starts. 0: one file
+    /// that grows, no preparation.
+    pub wal_file_mb: u64,
+}
+
+impl Default for FileStorage {
+    fn default() -> Self {
+        Self { wal_file_mb: StoreOptions::default().wal_file_bytes >> 20 }
     }
 }
 
@@ -255,6 +275,13 @@ impl FileConfig {
             },
             tls: self.tls()?,
             tls_reload_interval_ms: self.tls.as_ref().map_or_else(default_reload_interval_ms, |t| t.reload_interval_ms),
+            storage: StoreOptions {
+                wal_file_bytes: self
+                    .storage
+                    .wal_file_mb
+                    .checked_mul(1 << 20)
+                    .context("storage.wal_file_mb is too large")?,
+            },
         };
         config.validate().context("invalid config")?;
         Ok(config)

@@ -1,7 +1,7 @@
 //! openraft's storage conformance suite against the RocksDB log store and
 //! state machine, each run on a fresh temp dir.
 
-use holdfast_storage::{LogStore, StateMachineStore, Store};
+use holdfast_storage::{LogStore, StateMachineStore, Store, StoreOptions};
 use holdfast_types::TypeConfig;
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::{ErrorSubject, ErrorVerb, StorageError};
@@ -15,7 +15,7 @@ fn store_error(e: impl std::fmt::Display) -> StorageError<TypeConfig> {
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for TempStoreBuilder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().map_err(store_error)?;
-        let store = Store::open(dir.path()).map_err(store_error)?;
+        let store = Store::open(dir.path(), &StoreOptions::small()).map_err(store_error)?;
         let sm = store.state_machine().await.map_err(store_error)?;
         Ok((dir, store.log_store(), sm))
     }

@@ -1,7 +1,7 @@
 //! Applying commands, reading them back, snapshots between two stores, and
 //! durability across reopening the database.
 
-use holdfast_storage::{StateMachineStore, Store};
+use holdfast_storage::{StateMachineStore, Store, StoreOptions};
 use holdfast_types::record::{applied_revision, revision_of};
 use holdfast_types::{
     AuditEvent, AuditOp, AuditOutcome, BatchedWrite, Command, CommandResult, Entry, Permission, RegistryName, Scope,
@@ -48,7 +48,7 @@ fn delete(record: &str, request_id: &str) -> Command {
 /// Builds a snapshot of `sm` and installs it into a new store under `dir`.
 async fn moved_by_snapshot(sm: &mut StateMachineStore, dir: &std::path::Path) -> StateMachineStore {
     let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.expect("snapshot built");
-    let other = Store::open(dir).expect("store opens");
+    let other = Store::open(dir, &StoreOptions::small()).expect("store opens");
     let mut other_sm = other.state_machine().await.expect("state machine opens");
     let mut receiving = other.snapshot_receiving_file().await.expect("receiving file");
     let mut source = snapshot.snapshot;
@@ -60,7 +60,7 @@ async fn moved_by_snapshot(sm: &mut StateMachineStore, dir: &std::path::Path) ->
 #[tokio::test]
 async fn apply_reads_history_conditions_and_dedup() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
     let mut sm = store.state_machine().await.unwrap();
     let results = sm
         .apply_batch(vec![
@@ -117,14 +117,14 @@ async fn state_survives_reopen_and_snapshot_moves_it() {
     let dir = tempfile::tempdir().unwrap();
     let digest_before;
     {
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let mut sm = store.state_machine().await.unwrap();
         let entries: Vec<Entry> =
             (1..=50).map(|i| entry(i, put(&format!("rec-{i}"), "x", None, &format!("q{i}")))).collect();
         sm.apply_batch(entries).await.unwrap();
         digest_before = sm.read_view().digest().await.unwrap();
     }
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
     let mut sm = store.state_machine().await.unwrap();
     assert_eq!(sm.read_view().digest().await.unwrap(), digest_before);
     let page = sm.read_view().scan(reg(), None, 20).await.unwrap();
@@ -156,7 +156,7 @@ fn audit(record: &str, identity: &str, op: AuditOp) -> AuditEvent {
 #[tokio::test]
 async fn grants_and_audit_trail_apply_publish_and_travel_in_snapshots() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
     let mut sm = store.state_machine().await.unwrap();
     let view = sm.read_view();
     let mut access = view.access();
@@ -227,7 +227,7 @@ async fn grants_and_audit_trail_apply_publish_and_travel_in_snapshots() {
 
     // And they survive a reopen.
     drop((sm, view, store));
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
     let sm = store.state_machine().await.unwrap();
     assert_eq!(*sm.read_view().access().borrow(), policy);
     assert_eq!(sm.read_view().digest().await.unwrap(), digest);
@@ -236,7 +236,7 @@ async fn grants_and_audit_trail_apply_publish_and_travel_in_snapshots() {
 #[tokio::test]
 async fn a_batch_applies_its_writes_in_order_each_at_its_own_revision() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
     let mut sm = store.state_machine().await.unwrap();
     let commands = vec![
         put("a", "v1", Some(0), "b1"),
@@ -295,7 +295,7 @@ async fn a_batch_applies_its_writes_in_order_each_at_its_own_revision() {
 #[tokio::test]
 async fn the_oldest_request_ids_are_forgotten_beyond_the_limit_whatever_the_batching() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap().remember_requests(5);
+    let store = Store::open(dir.path(), &StoreOptions::small()).unwrap().remember_requests(5);
     let mut sm = store.state_machine().await.unwrap();
     let writes = (0..4).map(|i| BatchedWrite::try_from(put(&format!("r{i}"), "x", None, &format!("q{i}"))).unwrap());
     let batch = Command::Batch { writes: writes.collect() };
@@ -329,10 +329,20 @@ async fn forgetting_request_ids_does_not_depend_on_how_entries_are_grouped() {
         entries
     };
     let together_dir = tempfile::tempdir().unwrap();
-    let mut together = Store::open(together_dir.path()).unwrap().remember_requests(3).state_machine().await.unwrap();
+    let mut together = Store::open(together_dir.path(), &StoreOptions::small())
+        .unwrap()
+        .remember_requests(3)
+        .state_machine()
+        .await
+        .unwrap();
     let together_results = together.apply_batch(entries()).await.unwrap();
     let apart_dir = tempfile::tempdir().unwrap();
-    let mut apart = Store::open(apart_dir.path()).unwrap().remember_requests(3).state_machine().await.unwrap();
+    let mut apart = Store::open(apart_dir.path(), &StoreOptions::small())
+        .unwrap()
+        .remember_requests(3)
+        .state_machine()
+        .await
+        .unwrap();
     let mut apart_results = Vec::new();
     for e in entries() {
         apart_results.extend(apart.apply_batch(vec![e]).await.unwrap());
@@ -353,7 +363,7 @@ fn entry_by(node: u64, index: u64, command: Command) -> Entry {
 #[tokio::test]
 async fn a_trail_merges_writes_from_history_with_stored_events_in_order_on_every_page() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
     let mut sm = store.state_machine().await.unwrap();
     let batch =
         [put("a", "v2", None, "q2"), put("b", "w", None, "q3"), put("a", "v3", Some(rev(1)), "q4"), delete("a", "q5")]

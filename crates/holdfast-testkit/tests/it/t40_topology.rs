@@ -32,6 +32,7 @@ async fn a_region_holding_half_the_voters_is_refused_unless_forced() -> anyhow::
         audit: Default::default(),
         tls: None,
         tls_reload_interval_ms: holdfast_server::TLS_RELOAD_INTERVAL_MS_DEFAULT,
+        storage: holdfast_server::StoreOptions::small(),
     };
     let err = Node::start(config.clone(), TcpListener::bind("127.0.0.1:0").await?).await.expect_err("refused");
     let message = err.to_string();
