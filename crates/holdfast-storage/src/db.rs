@@ -202,6 +202,9 @@ fn prepare_wal_files(db: &DB, file_bytes: u64) -> Result<(), StorageError> {
             // In the last file, so that no spent file is a short one.
             db.delete(KEY)?;
         }
+        // On disk now, rather than written back while the node serves (the
+        // first sync of a recycled file would otherwise flush all of it).
+        db.flush_wal(true)?;
         db.flush()?;
     }
     db.compact_range::<&[u8], &[u8]>(None, None);
