@@ -32,6 +32,20 @@ pub struct Store {
     pub(crate) requests_remembered: u64,
     /// Which forgotten request ids compaction may drop.
     pub(crate) forget_floor: Arc<ForgetFloor>,
+    /// Writes waiting for a WAL sync.
+    syncs: Arc<Mutex<Syncs>>,
+}
+
+/// Called once a WAL sync that covers a write has returned, with its outcome.
+pub(crate) type SyncWaiter = Box<dyn FnOnce(&Result<(), StorageError>) + Send>;
+
+/// Writes waiting for a WAL sync (group commit): one sync runs at a time
+/// and serves every write made before it started.
+#[derive(Default)]
+struct Syncs {
+    waiting: Vec<SyncWaiter>,
+    /// Whether a thread is syncing; it takes `waiting` until it is empty.
+    running: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -304,6 +318,7 @@ impl Store {
             sync_latency: Arc::default(),
             requests_remembered: REQUEST_IDS_REMEMBERED,
             forget_floor,
+            syncs: Arc::default(),
         };
         if matches!(stamp, Stamp::Fresh) {
             if options.wal_file_bytes > 0 {
@@ -374,6 +389,73 @@ impl Store {
         self.db.write_opt(batch, &opts)?;
         self.sync_latency.observe(started.elapsed());
         Ok(())
+    }
+
+    /// Calls `waiter` (on a blocking-pool thread) once a WAL sync that
+    /// started after this call has returned: every write that returned
+    /// before this call is then on stable storage (the WAL is one file,
+    /// written in order). Must be called within the tokio runtime.
+    pub(crate) fn after_next_sync(&self, waiter: SyncWaiter) {
+        if self.enqueue_for_sync(waiter) {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || while this.sync_round() {});
+        }
+    }
+
+    /// Blocks until a WAL sync that started after this call has returned
+    /// (see [`Store::after_next_sync`]), sharing it with every write
+    /// waiting meanwhile. When no sync is running this thread runs one
+    /// itself, so a lone write waits for no other thread.
+    pub(crate) fn wait_for_sync(&self) -> Result<(), StorageError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let waiter: SyncWaiter = Box::new(move |synced| {
+            let _ = tx.send(synced.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        });
+        if self.enqueue_for_sync(waiter) && self.sync_round() && self.more_to_sync() {
+            // Writes that arrived during this round go to a thread of their
+            // own; this one has its answer.
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || while this.sync_round() {});
+        }
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StorageError::Sync(e)),
+            Err(_) => Err(StorageError::Sync("the WAL sync was abandoned".into())),
+        }
+    }
+
+    /// Queues `waiter`; true when the caller must start syncing.
+    fn enqueue_for_sync(&self, waiter: SyncWaiter) -> bool {
+        let mut syncs = self.syncs.lock().unwrap_or_else(|e| e.into_inner());
+        syncs.waiting.push(waiter);
+        !std::mem::replace(&mut syncs.running, true)
+    }
+
+    /// One sync for everything waiting. False (and the syncer stops) when
+    /// nothing was.
+    fn sync_round(&self) -> bool {
+        let waiting = {
+            let mut syncs = self.syncs.lock().unwrap_or_else(|e| e.into_inner());
+            if syncs.waiting.is_empty() {
+                syncs.running = false;
+                return false;
+            }
+            std::mem::take(&mut syncs.waiting)
+        };
+        let synced = self.sync_wal();
+        for waiter in waiting {
+            waiter(&synced);
+        }
+        true
+    }
+
+    /// Whether writes are waiting; when none are, the syncer stops.
+    fn more_to_sync(&self) -> bool {
+        let mut syncs = self.syncs.lock().unwrap_or_else(|e| e.into_inner());
+        if syncs.waiting.is_empty() {
+            syncs.running = false;
+        }
+        syncs.running
     }
 
     /// Syncs the WAL: every write that returned before this call is on

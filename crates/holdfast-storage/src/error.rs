@@ -20,6 +20,8 @@ pub enum StorageError {
     BadSnapshot { path: String, reason: String },
     #[error("storage task failed: {0}")]
     Task(String),
+    #[error("WAL sync failed: {0}")]
+    Sync(String),
 }
 
 impl StorageError {

@@ -7,7 +7,6 @@
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::{Arc, Mutex};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
@@ -24,55 +23,11 @@ use crate::keys::*;
 #[derive(Clone, Debug)]
 pub struct LogStore {
     store: Store,
-    syncs: Arc<Mutex<Syncs>>,
-}
-
-/// Appends written but not yet reported flushed.
-#[derive(Default)]
-struct Syncs {
-    /// Callbacks of written appends, in append order.
-    waiting: Vec<IOFlushed<TypeConfig>>,
-    /// Whether a sync task is running; it takes `waiting` until it is empty.
-    running: bool,
-}
-
-impl Debug for Syncs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Syncs").field("waiting", &self.waiting.len()).field("running", &self.running).finish()
-    }
 }
 
 impl LogStore {
     pub(crate) fn new(store: Store) -> Self {
-        Self { store, syncs: Arc::default() }
-    }
-
-    /// Reports `callback` once a WAL sync that started after this call
-    /// returns. One sync task runs at a time and serves every append
-    /// written while the previous sync was on disk.
-    fn report_after_sync(&self, callback: IOFlushed<TypeConfig>) {
-        let mut syncs = self.syncs.lock().unwrap_or_else(|e| e.into_inner());
-        syncs.waiting.push(callback);
-        if syncs.running {
-            return;
-        }
-        syncs.running = true;
-        drop(syncs);
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || loop {
-            let waiting = {
-                let mut syncs = this.syncs.lock().unwrap_or_else(|e| e.into_inner());
-                if syncs.waiting.is_empty() {
-                    syncs.running = false;
-                    return;
-                }
-                std::mem::take(&mut syncs.waiting)
-            };
-            let synced = this.store.sync_wal();
-            for callback in waiting {
-                callback.io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
-            }
-        });
+        Self { store }
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -266,7 +221,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // file written in order).
         let this = self.clone();
         blocking(move || this.store.write_unsynced(batch)).await?;
-        self.report_after_sync(callback);
+        self.store.after_next_sync(Box::new(move |synced| {
+            callback.io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        }));
         Ok(())
     }
 

@@ -151,8 +151,11 @@ impl StateMachineStore {
             write.put_cf(sm_meta, META_LAST_APPLIED, encode(&last).map_err(StorageError::corrupt("last applied"))?);
             write.put_cf(sm_meta, META_MEMBERSHIP, encode(&membership).map_err(StorageError::corrupt("membership"))?);
             // Records, history, request ids, last_applied and membership of
-            // every entry land together, synced, or not at all.
-            store.write_synced(write)?;
+            // every entry land together (one WAL record), or not at all, and
+            // the apply returns only once a WAL sync covers them: the sync
+            // log appends wait for, shared.
+            store.write_unsynced(write)?;
+            store.wait_for_sync()?;
             if let Some(below) = forget_below {
                 store.forget_floor.raise(below);
             }
