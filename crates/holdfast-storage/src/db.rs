@@ -656,4 +656,45 @@ pub(crate) mod tests {
         let info_log = std::fs::read_to_string(dir.path().join("db").join("LOG")).unwrap();
         assert_eq!(info_log.matches("reusing log").count(), 0);
     }
+
+    /// Writers that wait for a sync at the same time share syncs, each
+    /// returns only after one that covers its write, and a lone writer runs
+    /// its sync itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_waiting_for_a_sync_share_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let syncs = || store.sync_latency().snapshot().count;
+        let before = syncs();
+        let lone = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(lone.cf(CF_LOG), log_key(1), b"lone");
+            lone.write_unsynced(batch).unwrap();
+            lone.wait_for_sync().unwrap();
+        })
+        .await
+        .unwrap();
+        assert_eq!(syncs() - before, 1, "a lone writer syncs once");
+        let writers: Vec<_> = (2..=41u64)
+            .map(|index| {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut batch = WriteBatch::default();
+                    batch.put_cf(store.cf(CF_LOG), log_key(index), b"shared");
+                    store.write_unsynced(batch).unwrap();
+                    store.wait_for_sync().unwrap();
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let shared = syncs() - before - 1;
+        assert!((1..=40).contains(&shared), "{shared} syncs for 40 writers");
+        // Nothing is left syncing: a later writer starts a sync of its own.
+        let later = store.clone();
+        tokio::task::spawn_blocking(move || later.wait_for_sync()).await.unwrap().unwrap();
+        assert_eq!(syncs() - before, shared + 2);
+    }
 }
