@@ -36,6 +36,28 @@ pub struct Store {
     syncs: Arc<Mutex<Syncs>>,
 }
 
+/// Runs sync rounds until nothing waits; dropped unrun, it fails the
+/// waiters (see [`Store::start_syncer`]).
+struct SyncerGuard {
+    store: Store,
+    done: bool,
+}
+
+impl SyncerGuard {
+    fn run(mut self) {
+        while self.store.sync_round() {}
+        self.done = true;
+    }
+}
+
+impl Drop for SyncerGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.store.abandon_syncs();
+        }
+    }
+}
+
 /// Called once a WAL sync that covers a write has returned, with its outcome.
 pub(crate) type SyncWaiter = Box<dyn FnOnce(&Result<(), StorageError>) + Send>;
 
@@ -172,9 +194,12 @@ pub struct StoreOptions {
     /// a sync of a write into blocks a file already has is a data flush,
     /// while a sync that grows a file must also commit the file system's
     /// journal (its size changed), which costs about twice as much on an
-    /// idle disk and far more on a busy one. A new store writes two spent
-    /// files of this size before it is used, as etcd preallocates its WAL
-    /// segments. 0: one growing file, flushed only when a memtable fills.
+    /// idle disk and far more on a busy one. RocksDB reuses only files spent
+    /// by the running process, so every open writes (and syncs) two spent
+    /// files of this size before the store is used, as etcd preallocates
+    /// its WAL segments. The bound is approximate: a file grows past it
+    /// while the memtables of the one before are still being flushed. 0:
+    /// one growing file, flushed only when a memtable fills.
     pub wal_file_bytes: u64,
 }
 
@@ -200,8 +225,11 @@ impl StoreOptions {
 const WAL_FILES_RECYCLED: usize = 2;
 
 /// Leaves the WAL in a file that RocksDB recycled, with one more spent file
-/// ready for the next, both just under `file_bytes`. Each flush starts a
-/// new WAL file; the one before is spent once its memtables are on disk.
+/// ready for the next, both about `file_bytes` (at least 1 MiB). Each flush
+/// starts a new WAL file; the one before is spent once its memtables are on
+/// disk. The filler lives in the default column family, which nothing else
+/// uses, and is deleted and compacted away at the end; a crash halfway
+/// leaves a filler that the next open overwrites and removes.
 fn prepare_wal_files(db: &DB, file_bytes: u64) -> Result<(), StorageError> {
     const KEY: &[u8] = b"wal-filler";
     const CHUNK: usize = 1 << 20;
@@ -320,10 +348,11 @@ impl Store {
             forget_floor,
             syncs: Arc::default(),
         };
+        if options.wal_file_bytes > 0 {
+            // RocksDB reuses only the files of the session that spent them.
+            prepare_wal_files(&store.db, options.wal_file_bytes)?;
+        }
         if matches!(stamp, Stamp::Fresh) {
-            if options.wal_file_bytes > 0 {
-                prepare_wal_files(&store.db, options.wal_file_bytes)?;
-            }
             let mut batch = WriteBatch::default();
             batch.put_cf(store.cf(CF_SM_META), META_FORMAT, STORE_FORMAT.to_be_bytes());
             store.write_synced(batch)?;
@@ -397,8 +426,21 @@ impl Store {
     /// written in order). Must be called within the tokio runtime.
     pub(crate) fn after_next_sync(&self, waiter: SyncWaiter) {
         if self.enqueue_for_sync(waiter) {
-            let this = self.clone();
-            tokio::task::spawn_blocking(move || while this.sync_round() {});
+            self.start_syncer();
+        }
+    }
+
+    /// Runs sync rounds on a blocking-pool thread until nothing waits (the
+    /// caller has set `running`). Without a runtime they run here. If the
+    /// runtime is shutting down, tokio drops the task unrun: the guard then
+    /// fails every waiter rather than leave them waiting forever.
+    fn start_syncer(&self) {
+        let guard = SyncerGuard { store: self.clone(), done: false };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || guard.run());
+            }
+            Err(_) => guard.run(),
         }
     }
 
@@ -414,8 +456,7 @@ impl Store {
         if self.enqueue_for_sync(waiter) && self.sync_round() && self.more_to_sync() {
             // Writes that arrived during this round go to a thread of their
             // own; this one has its answer.
-            let this = self.clone();
-            tokio::task::spawn_blocking(move || while this.sync_round() {});
+            self.start_syncer();
         }
         match rx.recv() {
             Ok(Ok(())) => Ok(()),
@@ -447,6 +488,20 @@ impl Store {
             waiter(&synced);
         }
         true
+    }
+
+    /// Fails every waiting write and stops the syncer: its thread never
+    /// ran.
+    fn abandon_syncs(&self) {
+        let waiting = {
+            let mut syncs = self.syncs.lock().unwrap_or_else(|e| e.into_inner());
+            syncs.running = false;
+            std::mem::take(&mut syncs.waiting)
+        };
+        let abandoned = Err(StorageError::Sync("the node is shutting down".into()));
+        for waiter in waiting {
+            waiter(&abandoned);
+        }
     }
 
     /// Whether writes are waiting; when none are, the syncer stops.
@@ -635,12 +690,14 @@ pub(crate) mod tests {
         }
         let info_log = std::fs::read_to_string(dir.path().join("db").join("LOG")).unwrap();
         let reused = info_log.matches("reusing log").count();
-        assert!(reused >= 4, "8 MiB through 1 MiB files reused only {reused} spent files");
+        assert!(reused >= 2, "8 MiB through 1 MiB files reused only {reused} spent files");
         let wal_files = std::fs::read_dir(dir.path().join("db"))
             .unwrap()
             .filter(|f| f.as_ref().unwrap().file_name().to_string_lossy().ends_with(".log"))
             .count();
-        assert!(wal_files <= 2 + WAL_FILES_RECYCLED, "{wal_files} WAL files kept");
+        // A few: the live file, one or two whose memtables are being
+        // flushed, and the spent ones kept for reuse.
+        assert!(wal_files <= 4 + WAL_FILES_RECYCLED, "{wal_files} WAL files kept");
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         for index in 1..=written {
             let found = store.db.get_cf(store.cf(CF_LOG), log_key(index)).unwrap();
@@ -657,44 +714,69 @@ pub(crate) mod tests {
         assert_eq!(info_log.matches("reusing log").count(), 0);
     }
 
-    /// Writers that wait for a sync at the same time share syncs, each
-    /// returns only after one that covers its write, and a lone writer runs
-    /// its sync itself.
+    /// Writers that queue while a sync is running are all served by the
+    /// next single sync, each only after it; a lone writer runs its sync
+    /// itself; and nothing is left running afterwards.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn writers_waiting_for_a_sync_share_it() {
+    async fn writers_waiting_for_a_sync_share_the_next_one() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let syncs = || store.sync_latency().snapshot().count;
+        async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+            tokio::time::timeout(std::time::Duration::from_secs(10), f).await.expect("no answer within 10 s")
+        }
         let before = syncs();
         let lone = store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut batch = WriteBatch::default();
-            batch.put_cf(lone.cf(CF_LOG), log_key(1), b"lone");
-            lone.write_unsynced(batch).unwrap();
-            lone.wait_for_sync().unwrap();
-        })
-        .await
-        .unwrap();
-        assert_eq!(syncs() - before, 1, "a lone writer syncs once");
-        let writers: Vec<_> = (2..=41u64)
+        within(tokio::task::spawn_blocking(move || lone.wait_for_sync())).await.unwrap().unwrap();
+        assert_eq!(syncs() - before, 1, "a lone writer syncs once, itself");
+
+        // A sync is running elsewhere: writers queue behind it.
+        store.syncs.lock().unwrap().running = true;
+        let writers: Vec<_> = (1..=40u64)
             .map(|index| {
                 let store = store.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut batch = WriteBatch::default();
-                    batch.put_cf(store.cf(CF_LOG), log_key(index), b"shared");
+                    batch.put_cf(store.cf(CF_LOG), log_key(index), b"queued");
                     store.write_unsynced(batch).unwrap();
-                    store.wait_for_sync().unwrap();
+                    store.wait_for_sync()
                 })
             })
             .collect();
-        for writer in writers {
-            writer.await.unwrap();
+        let started = std::time::Instant::now();
+        while store.syncs.lock().unwrap().waiting.len() < 40 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "writers never queued");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        let shared = syncs() - before - 1;
-        assert!((1..=40).contains(&shared), "{shared} syncs for 40 writers");
-        // Nothing is left syncing: a later writer starts a sync of its own.
-        let later = store.clone();
-        tokio::task::spawn_blocking(move || later.wait_for_sync()).await.unwrap().unwrap();
-        assert_eq!(syncs() - before, shared + 2);
+        assert_eq!(syncs() - before, 1, "nobody synced while the other sync ran");
+        // That sync ends; its thread runs the next round for all of them.
+        let syncer = store.clone();
+        within(tokio::task::spawn_blocking(move || while syncer.sync_round() {})).await.unwrap();
+        for writer in writers {
+            within(writer).await.unwrap().unwrap();
+        }
+        assert_eq!(syncs() - before, 2, "one sync served the 40 queued writers");
+        assert!(!store.syncs.lock().unwrap().running, "the syncer stopped");
+    }
+
+    /// When the runtime is shutting down, a write waiting for a sync is
+    /// told it failed instead of waiting forever, and later syncs still run.
+    #[test]
+    fn waiting_writes_fail_when_no_thread_can_sync_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let handle = runtime.handle().clone();
+        runtime.shutdown_background();
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let _entered = handle.enter();
+            store.after_next_sync(Box::new(move |synced| tx.send(synced.is_ok()).unwrap()));
+        }
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(false));
+        // Outside any runtime the caller syncs itself.
+        let (tx, rx) = std::sync::mpsc::channel();
+        store.after_next_sync(Box::new(move |synced| tx.send(synced.is_ok()).unwrap()));
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(true));
     }
 }

@@ -151,9 +151,9 @@ impl Default for FileRaft {
 pub struct FileStorage {
     /// The size of a RocksDB WAL file in MiB: the WAL starts a new file at
     /// this size and writes into spent files instead of growing new ones (a
-    /// sync that grows a file costs a journal commit too). A new node
-    /// writes two spent files of this size before it starts. 0: one file
-    /// that grows, no preparation.
+    /// sync that grows a file costs a journal commit too). Every start
+    /// writes two spent files of this size first (about a second for 64).
+    /// 0: one file that grows, no preparation.
     pub wal_file_mb: u64,
 }
 
