@@ -423,7 +423,8 @@ impl Store {
     /// Calls `waiter` (on a blocking-pool thread) once a WAL sync that
     /// started after this call has returned: every write that returned
     /// before this call is then on stable storage (the WAL is one file,
-    /// written in order). Must be called within the tokio runtime.
+    /// written in order). Outside a tokio runtime the sync runs on the
+    /// calling thread before this returns.
     pub(crate) fn after_next_sync(&self, waiter: SyncWaiter) {
         if self.enqueue_for_sync(waiter) {
             self.start_syncer();
