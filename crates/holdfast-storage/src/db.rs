@@ -204,7 +204,7 @@ pub struct StoreOptions {
 }
 
 /// Default for [`StoreOptions::wal_file_bytes`]: the size of a memtable.
-pub const WAL_FILE_BYTES_DEFAULT: u64 = 64 << 20;
+const WAL_FILE_BYTES_DEFAULT: u64 = 64 << 20;
 
 impl Default for StoreOptions {
     fn default() -> Self {

@@ -46,6 +46,12 @@ fn delete(record: &str, request_id: &str) -> Command {
 }
 
 /// Builds a snapshot of `sm` and installs it into a new store under `dir`.
+/// A fresh state machine in `dir` that remembers `count` request ids.
+async fn remembering(dir: &std::path::Path, count: u64) -> StateMachineStore {
+    let store = Store::open(dir, &StoreOptions::small()).expect("store opens");
+    store.remember_requests(count).state_machine().await.expect("state machine opens")
+}
+
 async fn moved_by_snapshot(sm: &mut StateMachineStore, dir: &std::path::Path) -> StateMachineStore {
     let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.expect("snapshot built");
     let other = Store::open(dir, &StoreOptions::small()).expect("store opens");
@@ -329,20 +335,10 @@ async fn forgetting_request_ids_does_not_depend_on_how_entries_are_grouped() {
         entries
     };
     let together_dir = tempfile::tempdir().unwrap();
-    let mut together = Store::open(together_dir.path(), &StoreOptions::small())
-        .unwrap()
-        .remember_requests(3)
-        .state_machine()
-        .await
-        .unwrap();
+    let mut together = remembering(together_dir.path(), 3).await;
     let together_results = together.apply_batch(entries()).await.unwrap();
     let apart_dir = tempfile::tempdir().unwrap();
-    let mut apart = Store::open(apart_dir.path(), &StoreOptions::small())
-        .unwrap()
-        .remember_requests(3)
-        .state_machine()
-        .await
-        .unwrap();
+    let mut apart = remembering(apart_dir.path(), 3).await;
     let mut apart_results = Vec::new();
     for e in entries() {
         apart_results.extend(apart.apply_batch(vec![e]).await.unwrap());
