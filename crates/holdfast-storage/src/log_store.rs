@@ -216,7 +216,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // the leader sends them to followers while its own copy syncs.
         // Without sync, but still off the runtime: RocksDB writes in
         // groups, and an unsynced write can wait for a group led by a
-        // synced one (an apply, a vote). Durability is reported by the
+        // synced one (a vote, a truncation, a purge) or stall on a full
+        // memtable. Durability is reported by the
         // callback, after a sync that covers this write (the WAL is one
         // file written in order).
         let this = self.clone();
