@@ -48,7 +48,8 @@ impl AuditMode {
 
 /// Events waiting for a batch; bounds memory when the trail cannot commit.
 const QUEUE_EVENTS_MAX: usize = 64 * 1024;
-/// Batches being committed at once.
+/// Full batches being committed at once; one that is not full waits for
+/// the one committing (see `batching`).
 const BATCHES_IN_FLIGHT: usize = 4;
 /// How long one batch may keep trying (elections, a lost leader).
 const BATCH_DEADLINE: Duration = Duration::from_secs(10);

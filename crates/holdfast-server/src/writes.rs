@@ -15,8 +15,9 @@ use crate::error::{ensure_leading, ServerError};
 
 /// Writes waiting for a batch; when full, callers wait (backpressure).
 const QUEUE_WRITES_MAX: usize = 16 * 1024;
-/// Batches proposed at once. One is being appended and synced while the
-/// others replicate; more only makes batches smaller.
+/// Full batches proposed at once (one being appended and synced while the
+/// others replicate). A batch that is not full waits for the one
+/// committing and grows meanwhile (see `batching`).
 const BATCHES_IN_FLIGHT: usize = 4;
 
 struct PendingWrite {
