@@ -202,7 +202,12 @@ async fn run(
     metrics: std::sync::Arc<NodeMetrics>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let limits = Limits { items: AUDIT_BATCH_EVENTS_MAX, bytes: usize::MAX, in_flight: BATCHES_IN_FLIGHT };
+    let limits = Limits {
+        items: AUDIT_BATCH_EVENTS_MAX,
+        bytes: usize::MAX,
+        in_flight: BATCHES_IN_FLIGHT,
+        wait_max: batching::WAIT_MAX,
+    };
     batching::run(
         rx,
         limits,
@@ -238,7 +243,14 @@ async fn commit(raft: &Raft, network: &Network, events: Vec<AuditEvent>) -> Comm
     let deadline = tokio::time::Instant::now() + BATCH_DEADLINE;
     let mut last_error;
     loop {
-        match raft.client_write(Command::Audit { events: events.clone() }).await {
+        // Bounded: a deposed leader's proposal can stay unanswered.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(written) =
+            tokio::time::timeout(left, raft.client_write(Command::Audit { events: events.clone() })).await
+        else {
+            return Err(format!("not committed within {} s", BATCH_DEADLINE.as_secs()));
+        };
+        match written {
             Ok(response) => return Ok(Some(response.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f) | ClientWriteError::LogEntryDiscarded(f))) => {
                 match (f.leader_id, f.leader_node) {

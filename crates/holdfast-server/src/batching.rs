@@ -3,7 +3,7 @@
 //! audit trail.
 //!
 //! A batch leaves as soon as nothing is committing, so a lone request waits
-//! for nothing; under load, everything that queued while a batch committed
+//! for nothing; under load, everything that queues while a batch commits
 //! leaves in the next one, and one Raft append, one fsync and one apply
 //! serve all of it. Only full batches commit side by side: a second
 //! half-full batch in flight would halve the batches and double what every
@@ -12,27 +12,34 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
-/// How large batches may grow and how many full ones may be committing at
-/// once.
+/// How large batches may grow and how many may be committing at once.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     /// Most items per batch.
     pub items: usize,
-    /// A batch stops growing once its items' sizes reach this; a single
-    /// larger item still goes (alone).
+    /// A batch stops growing once its items' sizes reach this (or the next
+    /// item would take it over); a single larger item still goes (alone).
     pub bytes: usize,
-    /// Batches committing at once, when they are full. A batch that is not
-    /// full waits until nothing else is committing.
+    /// Batches committing at once.
     pub in_flight: usize,
+    /// How long a batch that is not full waits for the batches committing
+    /// to finish (taking what arrives meanwhile) before it leaves beside
+    /// them. Commits take milliseconds; one stuck far longer (a deposed
+    /// leader's unanswered proposal) must not hold every later batch back.
+    pub wait_max: Duration,
 }
+
+/// How long a batch that is not full waits for the ones committing, for
+/// callers: a few times a commit's latency under load.
+pub(crate) const WAIT_MAX: Duration = Duration::from_millis(100);
 
 /// Takes items from `rx` and hands them to `commit` in batches until the
 /// channel closes or `shutdown` turns true. Each `commit` runs in its own
-/// task and holds its slots until it finishes: one slot for a full batch,
-/// all `limits.in_flight` for any other.
+/// task and holds one of `limits.in_flight` slots until it finishes.
 pub(crate) async fn run<T, F, Fut>(
     mut rx: mpsc::Receiver<T>,
     limits: Limits,
@@ -58,36 +65,45 @@ pub(crate) async fn run<T, F, Fut>(
         };
         // Wait for a free slot first: while the slots are busy, arriving
         // items pile up and leave together in the next batch.
-        let Some(mut permit) = acquire(&slots, 1, &mut shutdown).await else { return };
-        let mut batch = Batch { items: vec![first], bytes: 0 };
-        batch.bytes = size(&batch.items[0]);
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let mut batch = Batch::new(first, &size);
         carried = batch.fill(&mut rx, &limits, &size);
         if carried.is_none() && !batch.is_full(&limits) && in_flight > 1 {
-            // Not full: wait for the batches committing to finish, then
-            // take what arrived meanwhile too.
-            let Some(rest) = acquire(&slots, in_flight - 1, &mut shutdown).await else { return };
-            permit.merge(rest);
-            carried = batch.fill(&mut rx, &limits, &size);
+            // Not full: wait until nothing else is committing (all the
+            // other slots free at once), growing meanwhile; leave early
+            // when full or after `wait_max`. Only the own slot is kept.
+            let others = slots.clone().acquire_many_owned(u32::try_from(in_flight - 1).unwrap_or(u32::MAX));
+            let deadline = tokio::time::sleep(limits.wait_max);
+            tokio::pin!(others, deadline);
+            loop {
+                tokio::select! {
+                    _ = &mut others => {
+                        carried = batch.fill(&mut rx, &limits, &size);
+                        break;
+                    }
+                    item = rx.recv() => match item {
+                        Some(item) => {
+                            carried = batch.add(item, &limits, &size);
+                            if carried.is_some() || batch.is_full(&limits) {
+                                break;
+                            }
+                        }
+                        // Closed: this batch goes, and the loop ends after.
+                        None => break,
+                    },
+                    _ = &mut deadline => break,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+            }
         }
         let committing = commit(batch.items);
         tokio::spawn(async move {
             committing.await;
             drop(permit);
         });
-    }
-}
-
-/// `count` slots, or `None` once the semaphore closes or shutdown starts.
-async fn acquire(
-    slots: &Arc<Semaphore>,
-    count: usize,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<OwnedSemaphorePermit> {
-    // Counts are at most `Limits::in_flight`, far below u32::MAX.
-    let count = u32::try_from(count).unwrap_or(u32::MAX);
-    tokio::select! {
-        permit = slots.clone().acquire_many_owned(count) => permit.ok(),
-        _ = shutdown.wait_for(|stop| *stop) => None,
     }
 }
 
@@ -98,8 +114,25 @@ struct Batch<T> {
 }
 
 impl<T> Batch<T> {
+    fn new(first: T, size: &impl Fn(&T) -> usize) -> Self {
+        let bytes = size(&first);
+        Self { items: vec![first], bytes }
+    }
+
     fn is_full(&self, limits: &Limits) -> bool {
         self.items.len() >= limits.items || self.bytes >= limits.bytes
+    }
+
+    /// Adds `item`, or returns it if it would take the batch over its
+    /// byte limit.
+    fn add(&mut self, item: T, limits: &Limits, size: &impl Fn(&T) -> usize) -> Option<T> {
+        let item_bytes = size(&item);
+        if self.bytes + item_bytes > limits.bytes {
+            return Some(item);
+        }
+        self.bytes += item_bytes;
+        self.items.push(item);
+        None
     }
 
     /// Adds the items already queued, up to the limits; returns an item
@@ -107,12 +140,9 @@ impl<T> Batch<T> {
     fn fill(&mut self, rx: &mut mpsc::Receiver<T>, limits: &Limits, size: &impl Fn(&T) -> usize) -> Option<T> {
         while !self.is_full(limits) {
             let Ok(item) = rx.try_recv() else { break };
-            let item_bytes = size(&item);
-            if self.bytes + item_bytes > limits.bytes {
+            if let Some(item) = self.add(item, limits, size) {
                 return Some(item);
             }
-            self.bytes += item_bytes;
-            self.items.push(item);
         }
         None
     }
@@ -123,112 +153,149 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    /// Longer than any of these tests may take.
+    const PATIENT: Duration = Duration::from_secs(3600);
+    /// How long a test waits for what must happen.
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn limits(in_flight: usize, wait_max: Duration) -> Limits {
+        Limits { items: 4, bytes: 100, in_flight, wait_max }
+    }
+
+    /// The loop over `usize` items (each its own size), whose commits
+    /// record their batch and then hold their slots until the gate opens.
+    struct Gated {
+        seen: Arc<Mutex<Vec<Vec<usize>>>>,
+        gate: watch::Sender<bool>,
+        done: mpsc::UnboundedReceiver<()>,
+        _stop: watch::Sender<bool>,
+    }
+
+    impl Gated {
+        fn start(rx: mpsc::Receiver<usize>, limits: Limits) -> Self {
+            let (stop, stop_rx) = watch::channel(false);
+            let seen: Arc<Mutex<Vec<Vec<usize>>>> = Arc::default();
+            let (gate, gate_rx) = watch::channel(false);
+            let (done_tx, done) = mpsc::unbounded_channel();
+            let recorded = seen.clone();
+            tokio::spawn(run(
+                rx,
+                limits,
+                |item: &usize| *item,
+                stop_rx,
+                move |batch| {
+                    recorded.lock().unwrap().push(batch.clone());
+                    let mut gate = gate_rx.clone();
+                    let done_tx = done_tx.clone();
+                    async move {
+                        let _ = gate.wait_for(|open| *open).await;
+                        let _ = done_tx.send(());
+                    }
+                },
+            ));
+            Self { seen, gate, done, _stop: stop }
+        }
+
+        fn seen(&self) -> Vec<Vec<usize>> {
+            self.seen.lock().unwrap().clone()
+        }
+
+        /// Yields until `count` batches have left.
+        async fn wait_for_batches(&self, count: usize) {
+            let left = async {
+                while self.seen.lock().unwrap().len() < count {
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::time::timeout(DEADLINE, left).await.unwrap_or_else(|_| panic!("{count} batches: {:?}", self.seen()));
+        }
+
+        /// Yields long enough for the loop to send anything it could: the
+        /// single-threaded test runtime runs it whenever this task yields.
+        async fn settle(&self) {
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+        }
+
+        /// Opens the gate and waits until `count` commits have finished,
+        /// then closes it again.
+        async fn release(&mut self, count: usize) {
+            self.gate.send_replace(true);
+            for _ in 0..count {
+                tokio::time::timeout(DEADLINE, self.done.recv()).await.expect("commits finish").unwrap();
+            }
+            self.gate.send_replace(false);
+        }
+    }
+
     /// Runs the loop with one slot held by a commit that waits on a gate,
     /// so items sent meanwhile must pile up and leave as one batch.
     #[tokio::test]
     async fn items_queued_behind_a_busy_slot_leave_together_within_limits() {
         let (tx, rx) = mpsc::channel::<usize>(1024);
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        let seen: Arc<Mutex<Vec<Vec<usize>>>> = Arc::default();
-        let (gate_tx, gate_rx) = watch::channel(false);
-        let (batches_tx, mut batches_rx) = mpsc::unbounded_channel();
-        let limits = Limits { items: 4, bytes: 100, in_flight: 1 };
-        let recorded = seen.clone();
-        tokio::spawn(run(
-            rx,
-            limits,
-            |item: &usize| *item,
-            stop_rx,
-            move |batch| {
-                recorded.lock().unwrap().push(batch.clone());
-                let mut gate = gate_rx.clone();
-                let batches_tx = batches_tx.clone();
-                async move {
-                    let _ = gate.wait_for(|open| *open).await;
-                    let _ = batches_tx.send(());
-                }
-            },
-        ));
+        let mut gated = Gated::start(rx, limits(1, PATIENT));
         tx.send(1).await.unwrap();
         // The first item leaves alone; the gate keeps its slot busy.
-        while seen.lock().unwrap().is_empty() {
-            tokio::task::yield_now().await;
-        }
+        gated.wait_for_batches(1).await;
         // The item cap (4) cuts the first run of tens; 95 would take the
         // next batch over 100 bytes, so it opens its own, and so does 20.
         for item in [10, 10, 10, 10, 10, 95, 20] {
             tx.send(item).await.unwrap();
         }
-        gate_tx.send_replace(true);
-        for _ in 0..5 {
-            batches_rx.recv().await.unwrap();
-        }
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen, vec![vec![1], vec![10, 10, 10, 10], vec![10], vec![95], vec![20]]);
+        gated.release(5).await;
+        assert_eq!(gated.seen(), vec![vec![1], vec![10, 10, 10, 10], vec![10], vec![95], vec![20]]);
     }
 
-    /// Two slots: full batches commit side by side, a batch that is not
+    /// Two slots: full batches commit side by side; a batch that is not
     /// full waits until nothing is committing, though a slot is free.
     #[tokio::test]
     async fn only_full_batches_commit_side_by_side() {
         let (tx, rx) = mpsc::channel::<usize>(1024);
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        let seen: Arc<Mutex<Vec<Vec<usize>>>> = Arc::default();
-        let (gate_tx, gate_rx) = watch::channel(false);
-        let (batches_tx, mut batches_rx) = mpsc::unbounded_channel();
         // Nine items queued before the loop starts: two full batches and
         // one more item.
         for _ in 0..9 {
             tx.send(10).await.unwrap();
         }
-        let recorded = seen.clone();
-        tokio::spawn(run(
-            rx,
-            Limits { items: 4, bytes: 100, in_flight: 2 },
-            |item: &usize| *item,
-            stop_rx,
-            move |batch| {
-                recorded.lock().unwrap().push(batch.clone());
-                let mut gate = gate_rx.clone();
-                let batches_tx = batches_tx.clone();
-                async move {
-                    let _ = gate.wait_for(|open| *open).await;
-                    let _ = batches_tx.send(());
-                }
-            },
-        ));
-        let batches = |n: usize| seen.lock().unwrap().len() == n;
-        while !batches(2) {
-            tokio::task::yield_now().await;
-        }
-        // The single-threaded test runtime runs the loop whenever this
-        // task yields: had it anything to send, it would have.
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
-        assert!(batches(2), "no slot is free for the third batch");
-        gate_tx.send_replace(true);
-        for _ in 0..3 {
-            batches_rx.recv().await.unwrap();
-        }
+        let mut gated = Gated::start(rx, limits(2, PATIENT));
+        gated.wait_for_batches(2).await;
+        gated.settle().await;
+        assert_eq!(gated.seen().len(), 2, "no slot is free for the third batch");
+        gated.release(3).await;
 
-        gate_tx.send_replace(false);
-        tx.send(5).await.unwrap();
-        while !batches(4) {
-            tokio::task::yield_now().await;
+        // A full batch commits; 7 alone is not full: it waits, though the
+        // second slot is free.
+        for _ in 0..4 {
+            tx.send(10).await.unwrap();
         }
-        // One slot is free, but the batch of 5 is committing and 7 alone
-        // is not a full batch: it waits.
+        gated.wait_for_batches(4).await;
         tx.send(7).await.unwrap();
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
-        assert!(batches(4), "a half-full batch left beside another");
-        gate_tx.send_replace(true);
-        for _ in 0..2 {
-            batches_rx.recv().await.unwrap();
-        }
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen, vec![vec![10; 4], vec![10; 4], vec![10], vec![5], vec![7]]);
+        gated.settle().await;
+        assert_eq!(gated.seen().len(), 4, "a half-full batch left beside a full one");
+        gated.release(2).await;
+
+        // The same beside a batch that is not full either.
+        tx.send(5).await.unwrap();
+        gated.wait_for_batches(6).await;
+        tx.send(3).await.unwrap();
+        gated.settle().await;
+        assert_eq!(gated.seen().len(), 6, "a half-full batch left beside another");
+        gated.release(2).await;
+        assert_eq!(gated.seen(), vec![vec![10; 4], vec![10; 4], vec![10], vec![10; 4], vec![7], vec![5], vec![3]]);
+    }
+
+    /// A batch that is not full stops waiting for a stuck commit after
+    /// `wait_max` and leaves beside it.
+    #[tokio::test]
+    async fn a_stuck_commit_holds_the_next_batch_only_for_the_wait_max() {
+        let (tx, rx) = mpsc::channel::<usize>(1024);
+        let mut gated = Gated::start(rx, limits(2, Duration::from_millis(20)));
+        tx.send(5).await.unwrap();
+        gated.wait_for_batches(1).await;
+        // The gate stays shut: the batch of 5 never finishes meanwhile.
+        tx.send(7).await.unwrap();
+        gated.wait_for_batches(2).await;
+        assert_eq!(gated.seen(), vec![vec![5], vec![7]]);
+        gated.release(2).await;
     }
 }

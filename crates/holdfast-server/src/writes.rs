@@ -35,8 +35,12 @@ impl WriteBatcher {
     /// Starts the batching task; it ends at shutdown.
     pub fn start(raft: Raft, shutdown: watch::Receiver<bool>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_WRITES_MAX);
-        let limits =
-            Limits { items: WRITE_BATCH_COMMANDS_MAX, bytes: WRITE_BATCH_BYTES_MAX, in_flight: BATCHES_IN_FLIGHT };
+        let limits = Limits {
+            items: WRITE_BATCH_COMMANDS_MAX,
+            bytes: WRITE_BATCH_BYTES_MAX,
+            in_flight: BATCHES_IN_FLIGHT,
+            wait_max: batching::WAIT_MAX,
+        };
         let task =
             tokio::spawn(batching::run(rx, limits, write_bytes, shutdown, move |batch| propose(raft.clone(), batch)));
         (Self { tx }, task)
@@ -64,7 +68,8 @@ fn write_bytes(pending: &PendingWrite) -> usize {
 /// Propose and wait for Raft's answer for at most this long. A proposal
 /// can be left unanswered (a deposed leader whose entry is never truncated
 /// nor committed); its slot must not be held forever, or every later write
-/// on the node would queue behind it.
+/// on the node would queue behind it (and each batch that is not full waits
+/// for it up to `batching::WAIT_MAX`).
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `raft.client_write` with [`PROPOSAL_TIMEOUT`]; a timeout leaves the
