@@ -48,9 +48,6 @@ impl AuditMode {
 
 /// Events waiting for a batch; bounds memory when the trail cannot commit.
 const QUEUE_EVENTS_MAX: usize = 64 * 1024;
-/// Full batches being committed at once; one that is not full waits for
-/// the one committing (see `batching`).
-const BATCHES_IN_FLIGHT: usize = 4;
 /// How long one batch may keep trying (elections, a lost leader).
 const BATCH_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -202,12 +199,7 @@ async fn run(
     metrics: std::sync::Arc<NodeMetrics>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let limits = Limits {
-        items: AUDIT_BATCH_EVENTS_MAX,
-        bytes: usize::MAX,
-        in_flight: BATCHES_IN_FLIGHT,
-        wait_max: batching::WAIT_MAX,
-    };
+    let limits = Limits::new(AUDIT_BATCH_EVENTS_MAX, usize::MAX);
     batching::run(
         rx,
         limits,

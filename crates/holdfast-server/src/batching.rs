@@ -33,9 +33,16 @@ pub(crate) struct Limits {
     pub wait_max: Duration,
 }
 
-/// How long a batch that is not full waits for the ones committing, for
-/// callers: a few times a commit's latency under load.
-pub(crate) const WAIT_MAX: Duration = Duration::from_millis(100);
+impl Limits {
+    /// Batches of at most `items` items and `bytes` bytes, up to four full
+    /// ones committing at once (one being appended and synced while the
+    /// others replicate), and a batch that is not full waiting at most
+    /// 100 ms — a few times a commit's latency under load — for the ones
+    /// committing.
+    pub(crate) fn new(items: usize, bytes: usize) -> Self {
+        Self { items, bytes, in_flight: 4, wait_max: Duration::from_millis(100) }
+    }
+}
 
 /// Takes items from `rx` and hands them to `commit` in batches until the
 /// channel closes or `shutdown` turns true. Each `commit` runs in its own
@@ -218,6 +225,20 @@ mod tests {
             }
         }
 
+        /// Sends `committing` (one batch, which leaves and holds a slot),
+        /// then `next`, which must not leave until the first finishes.
+        async fn waits_beside(&mut self, tx: &mpsc::Sender<usize>, committing: &[usize], next: usize, why: &str) {
+            let before = self.seen().len();
+            for item in committing {
+                tx.send(*item).await.unwrap();
+            }
+            self.wait_for_batches(before + 1).await;
+            tx.send(next).await.unwrap();
+            self.settle().await;
+            assert_eq!(self.seen().len(), before + 1, "{why}");
+            self.release(2).await;
+        }
+
         /// Opens the gate and waits until `count` commits have finished,
         /// then closes it again.
         async fn release(&mut self, count: usize) {
@@ -265,22 +286,9 @@ mod tests {
 
         // A full batch commits; 7 alone is not full: it waits, though the
         // second slot is free.
-        for _ in 0..4 {
-            tx.send(10).await.unwrap();
-        }
-        gated.wait_for_batches(4).await;
-        tx.send(7).await.unwrap();
-        gated.settle().await;
-        assert_eq!(gated.seen().len(), 4, "a half-full batch left beside a full one");
-        gated.release(2).await;
-
+        gated.waits_beside(&tx, &[10; 4], 7, "a half-full batch left beside a full one").await;
         // The same beside a batch that is not full either.
-        tx.send(5).await.unwrap();
-        gated.wait_for_batches(6).await;
-        tx.send(3).await.unwrap();
-        gated.settle().await;
-        assert_eq!(gated.seen().len(), 6, "a half-full batch left beside another");
-        gated.release(2).await;
+        gated.waits_beside(&tx, &[5], 3, "a half-full batch left beside another").await;
         assert_eq!(gated.seen(), vec![vec![10; 4], vec![10; 4], vec![10], vec![10; 4], vec![7], vec![5], vec![3]]);
     }
 

@@ -15,10 +15,6 @@ use crate::error::{ensure_leading, ServerError};
 
 /// Writes waiting for a batch; when full, callers wait (backpressure).
 const QUEUE_WRITES_MAX: usize = 16 * 1024;
-/// Full batches proposed at once (one being appended and synced while the
-/// others replicate). A batch that is not full waits for the one
-/// committing and grows meanwhile (see `batching`).
-const BATCHES_IN_FLIGHT: usize = 4;
 
 struct PendingWrite {
     write: BatchedWrite,
@@ -35,12 +31,7 @@ impl WriteBatcher {
     /// Starts the batching task; it ends at shutdown.
     pub fn start(raft: Raft, shutdown: watch::Receiver<bool>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_WRITES_MAX);
-        let limits = Limits {
-            items: WRITE_BATCH_COMMANDS_MAX,
-            bytes: WRITE_BATCH_BYTES_MAX,
-            in_flight: BATCHES_IN_FLIGHT,
-            wait_max: batching::WAIT_MAX,
-        };
+        let limits = Limits::new(WRITE_BATCH_COMMANDS_MAX, WRITE_BATCH_BYTES_MAX);
         let task =
             tokio::spawn(batching::run(rx, limits, write_bytes, shutdown, move |batch| propose(raft.clone(), batch)));
         (Self { tx }, task)
@@ -69,7 +60,7 @@ fn write_bytes(pending: &PendingWrite) -> usize {
 /// can be left unanswered (a deposed leader whose entry is never truncated
 /// nor committed); its slot must not be held forever, or every later write
 /// on the node would queue behind it (and each batch that is not full waits
-/// for it up to `batching::WAIT_MAX`).
+/// for it up to `Limits::new`'s wait).
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `raft.client_write` with [`PROPOSAL_TIMEOUT`]; a timeout leaves the
