@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::load::{self, LoadSpec};
 use crate::report::{median_run, Comparison, Measurement, Report};
-use crate::servers::{describe_machine, etcd_version, EtcdCluster, HoldfastCluster};
+use crate::servers::{describe_machine, etcd_version, EtcdCluster, HoldfastCluster, ServerProbe};
 use crate::target::Kind;
 use crate::workload::Workload;
 
@@ -45,10 +45,10 @@ struct Started {
 }
 
 impl Started {
-    fn endpoints_and_pids(&self, kind: Kind) -> (Vec<String>, Vec<u32>) {
+    fn endpoints_and_probe(&self, kind: Kind) -> (Vec<String>, ServerProbe) {
         match kind {
-            Kind::Holdfast => (self.holdfast.endpoints(), self.holdfast.pids()),
-            Kind::Etcd => (self.etcd.endpoints(), self.etcd.pids()),
+            Kind::Holdfast => (self.holdfast.endpoints(), self.holdfast.probe()),
+            Kind::Etcd => (self.etcd.endpoints(), self.etcd.probe()),
         }
     }
 }
@@ -108,8 +108,8 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
                         Kind::Etcd => etcd_tls.clone(),
                     },
                 };
-                let (endpoints, pids) = started.endpoints_and_pids(kind);
-                let measurement = load::run(kind, &endpoints, &pids, &load_spec)
+                let (endpoints, servers) = started.endpoints_and_probe(kind);
+                let measurement = load::run(kind, &endpoints, &servers, &load_spec)
                     .await
                     .with_context(|| format!("{kind} {workload} with {clients} clients"))?;
                 runs.entry((index, kind)).or_default().push(measurement);

@@ -14,7 +14,7 @@ use rand::{RngCore, SeedableRng};
 use tokio::time::Instant;
 
 use crate::report::Measurement;
-use crate::servers::cpu_seconds;
+use crate::servers::ServerProbe;
 use crate::target::{Connection, Kind};
 use crate::workload::{KeyPlan, Op, Workload};
 
@@ -50,11 +50,12 @@ impl LoadSpec {
     }
 }
 
-/// Runs `spec` against `endpoints`, charging the CPU of `server_pids`.
+/// Runs `spec` against `endpoints`, charging what `servers` spend while it
+/// is measured.
 pub async fn run(
     kind: Kind,
     endpoints: &[String],
-    server_pids: &[u32],
+    servers: &ServerProbe,
     spec: &LoadSpec,
 ) -> anyhow::Result<Measurement> {
     let connections =
@@ -88,9 +89,9 @@ pub async fn run(
     let progress = tokio::spawn(show_progress(label.clone(), completed, start, measure_start, end));
 
     tokio::time::sleep_until(measure_start).await;
-    let cpu_before = cpu_seconds(server_pids)?;
+    let before = servers.read().await?;
     tokio::time::sleep_until(end).await;
-    let cpu_after = cpu_seconds(server_pids)?;
+    let after = servers.read().await?;
 
     let mut histogram = new_histogram()?;
     let (mut errors, mut first_error) = (0u64, None);
@@ -105,8 +106,7 @@ pub async fn run(
     if let Some(error) = &first_error {
         eprintln!("{label}: {errors} errors; first: {error}");
     }
-    let cpu_used = cpu_before.zip(cpu_after).map(|(before, after)| after - before);
-    Ok(Measurement::new(kind, spec, &histogram, errors, cpu_used))
+    Ok(Measurement::new(kind, spec, &histogram, errors, before.until(&after)))
 }
 
 fn new_histogram() -> anyhow::Result<Histogram<u64>> {

@@ -17,6 +17,7 @@ use holdfast_client::ClientTls;
 
 use crate::compare::CompareSpec;
 use crate::load::LoadSpec;
+use crate::servers::ServerProbe;
 use crate::target::Kind;
 use crate::workload::Workload;
 
@@ -174,7 +175,8 @@ async fn main() -> anyhow::Result<()> {
                 key_prefix: format!("run{}-", std::process::id()),
                 tls: ClientTls::from_optional_files(args.cacert.as_deref(), args.cert.as_deref(), args.key.as_deref())?,
             };
-            let measurement = load::run(args.target, &args.endpoints, &args.pids, &spec).await?;
+            let servers = ServerProbe { pids: args.pids, ..ServerProbe::default() };
+            let measurement = load::run(args.target, &args.endpoints, &servers, &spec).await?;
             print!("{}", report::table_of_runs(std::slice::from_ref(&measurement)));
             if let Some(path) = &args.load.json {
                 write_json(path, &serde_json::to_string_pretty(&measurement)?)?;

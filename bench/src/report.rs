@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::load::LoadSpec;
+use crate::servers::Spent;
 use crate::target::Kind;
 use crate::workload::Workload;
 
@@ -29,6 +30,9 @@ pub struct Measurement {
     /// Server CPU (user + system, all server processes) per 1,000 ops;
     /// `None` when no server pids were given (an outside cluster).
     pub cpu_secs_per_kop: Option<f64>,
+    /// WAL syncs (fsyncs) of all server processes per 1,000 ops, from
+    /// their metrics; `None` when they were not read.
+    pub wal_syncs_per_kop: Option<f64>,
 }
 
 fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
@@ -36,8 +40,9 @@ fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
 }
 
 impl Measurement {
-    pub fn new(kind: Kind, spec: &LoadSpec, histogram: &Histogram<u64>, errors: u64, cpu_secs: Option<f64>) -> Self {
+    pub fn new(kind: Kind, spec: &LoadSpec, histogram: &Histogram<u64>, errors: u64, spent: Spent) -> Self {
         let ops = histogram.len();
+        let per_kop = |total: Option<f64>| total.filter(|_| ops > 0).map(|t| t * 1000.0 / ops as f64);
         let secs = spec.duration.as_secs_f64();
         Self {
             target: kind,
@@ -53,7 +58,8 @@ impl Measurement {
             p99_ms: ms(histogram, 0.99),
             p999_ms: ms(histogram, 0.999),
             max_ms: histogram.max() as f64 / 1000.0,
-            cpu_secs_per_kop: cpu_secs.filter(|_| ops > 0).map(|cpu| cpu * 1000.0 / ops as f64),
+            cpu_secs_per_kop: per_kop(spent.cpu_secs),
+            wal_syncs_per_kop: per_kop(spent.wal_syncs),
         }
     }
 }
@@ -109,13 +115,14 @@ pub struct Report {
     pub comparisons: Vec<Comparison>,
 }
 
-const HEADER: &str = "workload clients target      ops/s    p50 ms   p99 ms p99.9 ms  cpu s/kop  errors";
+const HEADER: &str = "workload clients target      ops/s    p50 ms   p99 ms p99.9 ms  cpu s/kop syncs/kop  errors";
 
 fn row(out: &mut String, m: &Measurement) {
     let cpu = m.cpu_secs_per_kop.map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
+    let syncs = m.wal_syncs_per_kop.map_or_else(|| "-".to_owned(), |s| format!("{s:.0}"));
     let _ = writeln!(
         out,
-        "{:<8} {:>7} {:<8} {:>10.0} {:>9.2} {:>8.2} {:>8.2} {:>10} {:>7}",
+        "{:<8} {:>7} {:<8} {:>10.0} {:>9.2} {:>8.2} {:>8.2} {:>10} {:>9} {:>7}",
         m.workload.to_string(),
         m.clients,
         m.target.to_string(),
@@ -124,6 +131,7 @@ fn row(out: &mut String, m: &Measurement) {
         m.p99_ms,
         m.p999_ms,
         cpu,
+        syncs,
         m.errors
     );
 }

@@ -1,7 +1,9 @@
 //! The clusters `compare` starts on loopback — 3 holdfast nodes and 3 etcd
-//! members, each in a temp dir and stopped on drop — and the CPU time their
-//! processes use, read from /proc.
+//! members, each in a temp dir and stopped on drop — and what they spend:
+//! the CPU time of their processes, read from /proc, and the WAL syncs
+//! their metrics count.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,7 @@ use holdfast_client::ClientTls;
 use holdfast_testkit::certs::{ClusterPki, ADMIN_IDENTITY};
 use holdfast_testkit::process::{free_ports, reference_topology, NodeOptions, ProcessCluster};
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Reference-topology nodes in three distinct regions: the placement rule
 /// refuses a voter set with two of three voters in one region.
@@ -24,12 +27,20 @@ const ETCD_QUOTA_BACKEND_BYTES: u64 = 8 << 30;
 /// /proc/<pid>/stat counts CPU time in clock ticks of USER_HZ, which Linux
 /// fixes at 100 for user space on every architecture it exposes /proc on.
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+/// The WAL syncs a holdfast node has made, in its metrics.
+const HOLDFAST_SYNC_COUNTER: &str = "holdfast_storage_fsync_seconds_count";
+/// The same for an etcd member.
+const ETCD_SYNC_COUNTER: &str = "etcd_disk_wal_fsync_duration_seconds_count";
+/// A metrics scrape on loopback; a server slower than this counts as silent.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Three `holdfast serve` processes from generated config files, as users
 /// run them: sealed records and mutual TLS unless told otherwise.
 pub struct HoldfastCluster {
     // Declared first so its processes die before the temp dir goes.
     cluster: ProcessCluster,
+    /// Each node's plain-HTTP metrics address.
+    metrics: Vec<String>,
     _root: TempDir,
 }
 
@@ -47,17 +58,20 @@ impl HoldfastCluster {
         );
         let root = tempfile::Builder::new().prefix("holdfast-bench-").tempdir()?;
         let specs: Vec<_> = reference_topology().into_iter().filter(|s| HOLDFAST_NODE_IDS.contains(&s.id)).collect();
+        let metrics: BTreeMap<u64, String> =
+            specs.iter().zip(free_ports(specs.len())?).map(|(s, port)| (s.id, format!("127.0.0.1:{port}"))).collect();
         // As users run it (the node's own storage defaults too).
-        let options = |_| NodeOptions {
+        let options = |id| NodeOptions {
             insecure_plaintext,
             insecure_transport,
             audit: audit.clone(),
             wal_file_mb: None,
+            metrics_listen: metrics.get(&id).cloned(),
             ..NodeOptions::default()
         };
         let mut cluster = ProcessCluster::configure(binary, root.path(), &specs, None, options)?;
         cluster.start_all()?;
-        let started = Self { cluster, _root: root };
+        let started = Self { cluster, metrics: metrics.into_values().collect(), _root: root };
         if let Err(error) = started.cluster.wait_for_leader(START_TIMEOUT).await {
             let logs: Vec<PathBuf> = started.cluster.nodes().map(|n| n.log_path.clone()).collect();
             bail!("holdfast cluster did not elect a leader: {error:#}\n{}", log_tails(&logs));
@@ -74,8 +88,13 @@ impl HoldfastCluster {
         self.cluster.client_tls().cloned()
     }
 
-    pub fn pids(&self) -> Vec<u32> {
-        self.cluster.nodes().filter_map(|n| n.pid()).collect()
+    /// Where to read what the nodes spend.
+    pub fn probe(&self) -> ServerProbe {
+        ServerProbe {
+            pids: self.cluster.nodes().filter_map(|n| n.pid()).collect(),
+            metrics: self.metrics.clone(),
+            sync_counter: HOLDFAST_SYNC_COUNTER,
+        }
     }
 }
 
@@ -85,6 +104,8 @@ impl HoldfastCluster {
 pub struct EtcdCluster {
     children: Vec<Child>,
     client_addrs: Vec<String>,
+    /// Each member's plain-HTTP metrics address.
+    metrics: Vec<String>,
     leader_addr: String,
     /// The client certificate (issued by the cluster's own CA); `None` when
     /// the cluster runs plaintext.
@@ -113,13 +134,15 @@ impl EtcdCluster {
         );
         let root = tempfile::Builder::new().prefix("etcd-bench-").tempdir()?;
         let scheme = if plaintext { "http" } else { "https" };
-        let ports = free_ports(6)?;
+        let ports = free_ports(9)?;
         let client_addrs: Vec<String> = ports[..3].iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let peer_urls: Vec<String> = ports[3..].iter().map(|p| format!("{scheme}://127.0.0.1:{p}")).collect();
+        let peer_urls: Vec<String> = ports[3..6].iter().map(|p| format!("{scheme}://127.0.0.1:{p}")).collect();
+        let metrics: Vec<String> = ports[6..].iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let initial_cluster: Vec<String> = peer_urls.iter().enumerate().map(|(i, url)| format!("e{i}={url}")).collect();
         let pki = if plaintext { None } else { Some(ClusterPki::open_or_create(&root.path().join("pki"))?) };
         let client_tls = pki.as_ref().map(|pki| pki.client_tls(ADMIN_IDENTITY)).transpose()?;
-        let mut cluster = Self { children: Vec::new(), client_addrs, leader_addr: String::new(), client_tls, root };
+        let mut cluster =
+            Self { children: Vec::new(), client_addrs, metrics, leader_addr: String::new(), client_tls, root };
         for (i, peer_url) in peer_urls.iter().enumerate() {
             let log = File::create(cluster.log_path(i))?;
             let client_url = format!("{scheme}://{}", cluster.client_addrs[i]);
@@ -143,6 +166,7 @@ impl EtcdCluster {
                 .arg(format!("--listen-client-urls={client_url}"))
                 .arg(format!("--advertise-client-urls={client_url}"))
                 .arg(format!("--listen-peer-urls={peer_url}"))
+                .arg(format!("--listen-metrics-urls=http://{}", cluster.metrics[i]))
                 .arg(format!("--initial-advertise-peer-urls={peer_url}"))
                 .arg(format!("--initial-cluster={}", initial_cluster.join(",")))
                 .arg("--initial-cluster-state=new")
@@ -192,8 +216,13 @@ impl EtcdCluster {
         vec![self.leader_addr.clone()]
     }
 
-    pub fn pids(&self) -> Vec<u32> {
-        self.children.iter().map(Child::id).collect()
+    /// Where to read what the members spend.
+    pub fn probe(&self) -> ServerProbe {
+        ServerProbe {
+            pids: self.children.iter().map(Child::id).collect(),
+            metrics: self.metrics.clone(),
+            sync_counter: ETCD_SYNC_COUNTER,
+        }
     }
 
     /// The client certificate to dial the members with; `None` when they
@@ -231,6 +260,72 @@ async fn etcd_status(addr: &str, tls: Option<&ClientTls>) -> Option<(u64, u64)> 
     let mut client = etcd_connect(&[addr.to_owned()], tls, options).await.ok()?;
     let status = client.status().await.ok()?;
     Some((status.header()?.member_id(), status.leader()))
+}
+
+/// Where the benchmark reads what servers have spent: the CPU of their
+/// processes, and the WAL syncs their metrics count.
+#[derive(Debug, Clone, Default)]
+pub struct ServerProbe {
+    pub pids: Vec<u32>,
+    /// Plain-HTTP `/metrics` addresses (`host:port`), one per server.
+    pub metrics: Vec<String>,
+    /// The counter of WAL syncs in those metrics.
+    pub sync_counter: &'static str,
+}
+
+/// What the servers had spent by one moment (or between two).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spent {
+    /// `None` without pids.
+    pub cpu_secs: Option<f64>,
+    /// `None` without metrics addresses, or when a server did not answer.
+    pub wal_syncs: Option<f64>,
+}
+
+impl Spent {
+    /// What was spent from `self` until `later`.
+    pub fn until(&self, later: &Spent) -> Spent {
+        let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
+        Spent { cpu_secs: delta(self.cpu_secs, later.cpu_secs), wal_syncs: delta(self.wal_syncs, later.wal_syncs) }
+    }
+}
+
+impl ServerProbe {
+    /// Reads CPU (an error if a server process is gone) and syncs (`None`
+    /// if any server's metrics are unreadable: the figure is then left out).
+    pub async fn read(&self) -> anyhow::Result<Spent> {
+        Ok(Spent { cpu_secs: cpu_seconds(&self.pids)?, wal_syncs: self.wal_syncs().await })
+    }
+
+    async fn wal_syncs(&self) -> Option<f64> {
+        if self.metrics.is_empty() {
+            return None;
+        }
+        let mut total = 0.0;
+        for addr in &self.metrics {
+            let text = tokio::time::timeout(SCRAPE_TIMEOUT, scrape(addr)).await.ok()?.ok()?;
+            total += counter_value(&text, self.sync_counter)?;
+        }
+        Some(total)
+    }
+}
+
+/// `GET /metrics` over plain HTTP/1.0 (the server closes the connection
+/// after answering); the whole response, headers included.
+async fn scrape(addr: &str) -> std::io::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
+}
+
+/// The value of an unlabelled counter in Prometheus text format.
+fn counter_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        (parts.next()? == name).then(|| parts.next()?.parse().ok()).flatten()
+    })
 }
 
 /// User + system CPU seconds used so far by `pids`, summed; `None` for no pids.
@@ -306,7 +401,16 @@ pub fn etcd_version(binary: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_cpu_ticks;
+    use super::{counter_value, parse_cpu_ticks};
+
+    #[test]
+    fn counters_are_read_by_exact_name_without_labels() {
+        let text = "HTTP/1.0 200 OK\r\n\r\n# TYPE x_count counter\nx_count_total 7\nx_count{a=\"b\"} 3\nx_count 41\n";
+        assert_eq!(counter_value(text, "x_count"), Some(41.0));
+        assert_eq!(counter_value(text, "x_count_total"), Some(7.0));
+        assert_eq!(counter_value(text, "missing"), None);
+        assert_eq!(counter_value("x_count nan-ish\n", "x_count"), None);
+    }
 
     #[test]
     fn cpu_ticks_are_fields_14_and_15_even_with_spaces_in_the_name() {

@@ -45,6 +45,9 @@ fn compare_runs_both_targets_and_reports() {
             assert!(measurement["ops"].as_u64().is_some_and(|ops| ops > 0), "{target} did no {workload}: {text}");
             assert!(measurement["p99_ms"].as_f64().is_some(), "{text}");
             assert!(measurement["cpu_secs_per_kop"].as_f64().is_some(), "{text}");
+            // Every put is synced somewhere; an etcd get never syncs.
+            let syncs = measurement["wal_syncs_per_kop"].as_f64().expect("WAL syncs are read off the metrics");
+            assert!(syncs > 0.0 || workload == "get", "{target} {workload} made no WAL sync: {text}");
         }
         assert!(comparison["ratio_ops_per_sec"].as_f64().is_some(), "{text}");
     }

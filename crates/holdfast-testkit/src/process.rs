@@ -59,6 +59,8 @@ pub struct NodeOptions {
     pub unsafe_local_reads: bool,
     /// Extra raw TOML appended to the config (e.g. a `[raft]` table).
     pub extra_toml: String,
+    /// Serve Prometheus `/metrics` here (`host:port`).
+    pub metrics_listen: Option<String>,
     /// Store plaintext instead of sealing (controls only).
     pub insecure_plaintext: bool,
     /// Serve and dial plaintext gRPC instead of mutual TLS (to measure what
@@ -79,6 +81,7 @@ impl Default for NodeOptions {
             peer_addr_overrides: BTreeMap::new(),
             unsafe_local_reads: false,
             extra_toml: String::new(),
+            metrics_listen: None,
             insecure_plaintext: false,
             insecure_transport: false,
             audit: None,
@@ -210,6 +213,9 @@ impl ProcessCluster {
             opts.unsafe_local_reads,
             placement_toml(&s.placement),
         );
+        if let Some(addr) = &opts.metrics_listen {
+            text.push_str(&format!("metrics_listen = {addr:?}\n"));
+        }
         if !opts.peer_addr_overrides.is_empty() {
             text.push_str("peer_addr_overrides = { ");
             let pairs: Vec<String> =
