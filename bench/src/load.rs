@@ -89,9 +89,9 @@ pub async fn run(
     let progress = tokio::spawn(show_progress(label.clone(), completed, start, measure_start, end));
 
     tokio::time::sleep_until(measure_start).await;
-    let before = servers.read().await?;
+    let before = servers.read_at_start().await?;
     tokio::time::sleep_until(end).await;
-    let after = servers.read().await?;
+    let after = servers.read_at_end().await?;
 
     let mut histogram = new_histogram()?;
     let (mut errors, mut first_error) = (0u64, None);

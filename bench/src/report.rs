@@ -115,7 +115,7 @@ pub struct Report {
     pub comparisons: Vec<Comparison>,
 }
 
-const HEADER: &str = "workload clients target      ops/s    p50 ms   p99 ms p99.9 ms  cpu s/kop syncs/kop  errors";
+const HEADER: &str = "workload clients target        ops/s    p50 ms   p99 ms p99.9 ms  cpu s/kop syncs/kop  errors";
 
 fn row(out: &mut String, m: &Measurement) {
     let cpu = m.cpu_secs_per_kop.map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));

@@ -291,22 +291,40 @@ impl Spent {
 }
 
 impl ServerProbe {
-    /// Reads CPU (an error if a server process is gone) and syncs (`None`
-    /// if any server's metrics are unreadable: the figure is then left out).
-    pub async fn read(&self) -> anyhow::Result<Spent> {
-        Ok(Spent { cpu_secs: cpu_seconds(&self.pids)?, wal_syncs: self.wal_syncs().await })
+    /// Reads what was spent when a measured window opens: syncs first, so
+    /// the CPU the servers spend answering the scrape stays outside the
+    /// window. CPU is an error if a server process is gone; syncs are
+    /// `None` if any server's metrics are unreadable (the figure is then
+    /// left out, with a warning).
+    pub async fn read_at_start(&self) -> anyhow::Result<Spent> {
+        let wal_syncs = self.wal_syncs().await;
+        Ok(Spent { cpu_secs: cpu_seconds(&self.pids)?, wal_syncs })
+    }
+
+    /// The same when the window closes: CPU first.
+    pub async fn read_at_end(&self) -> anyhow::Result<Spent> {
+        let cpu_secs = cpu_seconds(&self.pids)?;
+        Ok(Spent { cpu_secs, wal_syncs: self.wal_syncs().await })
     }
 
     async fn wal_syncs(&self) -> Option<f64> {
-        if self.metrics.is_empty() {
-            return None;
-        }
         let mut total = 0.0;
         for addr in &self.metrics {
-            let text = tokio::time::timeout(SCRAPE_TIMEOUT, scrape(addr)).await.ok()?.ok()?;
-            total += counter_value(&text, self.sync_counter)?;
+            let count = match tokio::time::timeout(SCRAPE_TIMEOUT, scrape(addr)).await {
+                Ok(Ok(text)) => counter_value(&text, self.sync_counter)
+                    .ok_or_else(|| format!("no {} in the metrics", self.sync_counter)),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {} s", SCRAPE_TIMEOUT.as_secs())),
+            };
+            match count {
+                Ok(count) => total += count,
+                Err(why) => {
+                    eprintln!("WAL syncs left out: metrics at {addr}: {why}");
+                    return None;
+                }
+            }
         }
-        Some(total)
+        (!self.metrics.is_empty()).then_some(total)
     }
 }
 

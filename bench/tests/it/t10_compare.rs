@@ -1,6 +1,7 @@
 //! `compare` end to end on a tiny workload: both clusters start, both
-//! targets answer, and the JSON report is well formed. No figure is checked:
-//! times on a shared machine say nothing.
+//! targets answer, and the JSON report is well formed. No time is checked
+//! (times on a shared machine say nothing); the WAL sync counts only have to
+//! be read and, where a request must sync, above zero.
 
 use std::path::Path;
 use std::process::Command;
@@ -45,9 +46,11 @@ fn compare_runs_both_targets_and_reports() {
             assert!(measurement["ops"].as_u64().is_some_and(|ops| ops > 0), "{target} did no {workload}: {text}");
             assert!(measurement["p99_ms"].as_f64().is_some(), "{text}");
             assert!(measurement["cpu_secs_per_kop"].as_f64().is_some(), "{text}");
-            // Every put is synced somewhere; an etcd get never syncs.
+            // Every put is synced, and so is a holdfast get's strict audit
+            // event; an etcd get writes nothing.
             let syncs = measurement["wal_syncs_per_kop"].as_f64().expect("WAL syncs are read off the metrics");
-            assert!(syncs > 0.0 || workload == "get", "{target} {workload} made no WAL sync: {text}");
+            let may_not_sync = workload == "get" && target == "etcd";
+            assert!(syncs > 0.0 || may_not_sync, "{target} {workload} made no WAL sync: {text}");
         }
         assert!(comparison["ratio_ops_per_sec"].as_f64().is_some(), "{text}");
     }

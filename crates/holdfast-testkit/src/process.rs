@@ -107,6 +107,21 @@ impl ProcessNode {
     }
 }
 
+/// `holdfast serve` settings that belong to one node: the cluster's nodes
+/// take them from their own config files, never from an environment they
+/// all inherit (one `HOLDFAST_METRICS_LISTEN` would send every node to the
+/// same port).
+const PER_NODE_ENV: [&str; 8] = [
+    "HOLDFAST_ID",
+    "HOLDFAST_LISTEN",
+    "HOLDFAST_ADVERTISE",
+    "HOLDFAST_DATA_DIR",
+    "HOLDFAST_METRICS_LISTEN",
+    "HOLDFAST_TLS_CA_FILE",
+    "HOLDFAST_TLS_CERT_FILE",
+    "HOLDFAST_TLS_KEY_FILE",
+];
+
 /// Node processes sharing one root directory.
 #[derive(Debug)]
 pub struct ProcessCluster {
@@ -311,7 +326,11 @@ impl ProcessCluster {
         let node = self.nodes.get_mut(&id).ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
         anyhow::ensure!(node.child.is_none(), "node {id} is already running");
         let log = File::options().create(true).append(true).open(&node.log_path)?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        for name in PER_NODE_ENV {
+            command.env_remove(name);
+        }
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&node.config_path)

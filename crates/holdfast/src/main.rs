@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// jemalloc for the whole process (RocksDB's C++ allocations too):
+/// jemalloc for the whole process (on Linux RocksDB's C++ allocations too):
 /// measured cheaper per request than glibc's malloc under load.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]

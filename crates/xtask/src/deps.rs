@@ -11,19 +11,21 @@ use anyhow::{bail, Context, Result};
 
 use crate::run::{describe, find_on_path};
 
-/// What bindgen (librocksdb-sys) and prost-build need. Installed together:
-/// apt-get skips what is present, and one install step is easier to read.
-const BUILD_PACKAGES: [&str; 3] = ["clang", "libclang-dev", "protobuf-compiler"];
+/// What bindgen (librocksdb-sys), prost-build and jemalloc's build (make)
+/// need. Installed together: apt-get skips what is present, and one
+/// install step is easier to read.
+const BUILD_PACKAGES: [&str; 4] = ["clang", "libclang-dev", "protobuf-compiler", "make"];
 
 /// `apt-get update` is slow and needed once per run, however many installs follow.
 static APT_UPDATED: AtomicBool = AtomicBool::new(false);
 
-/// Checks for clang, libclang and protoc; installs all of them if any is missing.
+/// Checks for clang, libclang, protoc and make; installs all of them if any is missing.
 pub fn ensure_build_packages() -> Result<()> {
     let mut missing = Vec::new();
     report("clang", find_on_path("clang"), &mut missing);
     report("libclang", find_libclang(), &mut missing);
     report("protoc", find_on_path("protoc"), &mut missing);
+    report("make", find_on_path("make"), &mut missing);
     if missing.is_empty() {
         return Ok(());
     }
