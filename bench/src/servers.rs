@@ -3,7 +3,6 @@
 //! the CPU time of their processes, read from /proc, and the WAL syncs
 //! their metrics count.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,8 +38,6 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct HoldfastCluster {
     // Declared first so its processes die before the temp dir goes.
     cluster: ProcessCluster,
-    /// Each node's plain-HTTP metrics address.
-    metrics: Vec<String>,
     _root: TempDir,
 }
 
@@ -58,20 +55,18 @@ impl HoldfastCluster {
         );
         let root = tempfile::Builder::new().prefix("holdfast-bench-").tempdir()?;
         let specs: Vec<_> = reference_topology().into_iter().filter(|s| HOLDFAST_NODE_IDS.contains(&s.id)).collect();
-        let metrics: BTreeMap<u64, String> =
-            specs.iter().zip(free_ports(specs.len())?).map(|(s, port)| (s.id, format!("127.0.0.1:{port}"))).collect();
         // As users run it (the node's own storage defaults too).
-        let options = |id| NodeOptions {
+        let options = |_| NodeOptions {
             insecure_plaintext,
             insecure_transport,
             audit: audit.clone(),
             wal_file_mb: None,
-            metrics_listen: metrics.get(&id).cloned(),
+            serve_metrics: true,
             ..NodeOptions::default()
         };
         let mut cluster = ProcessCluster::configure(binary, root.path(), &specs, None, options)?;
         cluster.start_all()?;
-        let started = Self { cluster, metrics: metrics.into_values().collect(), _root: root };
+        let started = Self { cluster, _root: root };
         if let Err(error) = started.cluster.wait_for_leader(START_TIMEOUT).await {
             let logs: Vec<PathBuf> = started.cluster.nodes().map(|n| n.log_path.clone()).collect();
             bail!("holdfast cluster did not elect a leader: {error:#}\n{}", log_tails(&logs));
@@ -92,7 +87,7 @@ impl HoldfastCluster {
     pub fn probe(&self) -> ServerProbe {
         ServerProbe {
             pids: self.cluster.nodes().filter_map(|n| n.pid()).collect(),
-            metrics: self.metrics.clone(),
+            metrics: self.cluster.nodes().filter_map(|n| n.metrics_addr.clone()).collect(),
             sync_counter: HOLDFAST_SYNC_COUNTER,
         }
     }

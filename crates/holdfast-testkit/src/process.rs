@@ -59,8 +59,9 @@ pub struct NodeOptions {
     pub unsafe_local_reads: bool,
     /// Extra raw TOML appended to the config (e.g. a `[raft]` table).
     pub extra_toml: String,
-    /// Serve Prometheus `/metrics` here (`host:port`).
-    pub metrics_listen: Option<String>,
+    /// Serve Prometheus `/metrics` on a loopback port of the node's own
+    /// (see [`ProcessNode::metrics_addr`]).
+    pub serve_metrics: bool,
     /// Store plaintext instead of sealing (controls only).
     pub insecure_plaintext: bool,
     /// Serve and dial plaintext gRPC instead of mutual TLS (to measure what
@@ -81,7 +82,7 @@ impl Default for NodeOptions {
             peer_addr_overrides: BTreeMap::new(),
             unsafe_local_reads: false,
             extra_toml: String::new(),
-            metrics_listen: None,
+            serve_metrics: false,
             insecure_plaintext: false,
             insecure_transport: false,
             audit: None,
@@ -95,6 +96,8 @@ impl Default for NodeOptions {
 pub struct ProcessNode {
     pub spec: NodeSpec,
     pub addr: String,
+    /// Where the node serves `/metrics`, if its options asked for it.
+    pub metrics_addr: Option<String>,
     pub config_path: PathBuf,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
@@ -134,15 +137,10 @@ pub struct ProcessCluster {
     client_tls: Option<ClientTls>,
 }
 
-/// Picks a free loopback port by binding port 0 and releasing it.
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Picks `n` distinct free loopback ports: every listener is held until all
 /// are picked, so the kernel cannot hand the same port out twice (which
-/// [`free_port`] called `n` times may do, leaving two servers to fight over
-/// one port).
+/// binding port 0 `n` times one after another may do, leaving two servers
+/// to fight over one port).
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
     let listeners = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
     listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
@@ -159,8 +157,10 @@ fn placement_toml(p: &Placement) -> String {
 }
 
 impl ProcessCluster {
-    /// Writes a config per node under `root` (ports from `base_port`, or free
-    /// ports when `None`). Nothing is started yet.
+    /// Writes a config per node under `root`: node `i` listens on
+    /// `base_port + i` (and serves metrics, if asked to, on
+    /// `base_port + n + i`), or on free ports, all picked at once so no two
+    /// coincide, when `None`. Nothing is started yet.
     pub fn configure(
         binary: &Path,
         root: &Path,
@@ -169,12 +169,15 @@ impl ProcessCluster {
         options: impl Fn(NodeId) -> NodeOptions,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)?;
-        let ports = match base_port {
-            Some(base) => (0..specs.len()).map(|i| base + i as u16).collect(),
-            None => free_ports(specs.len())?,
+        // Each node's listen port, then each node's metrics port.
+        let ports: Vec<u16> = match base_port {
+            Some(base) => (0..2 * specs.len()).map(|i| base + i as u16).collect(),
+            None => free_ports(2 * specs.len())?,
         };
-        let addrs: BTreeMap<_, _> =
-            specs.iter().zip(ports).map(|(s, port)| (s.id, format!("127.0.0.1:{port}"))).collect();
+        let loopback = |port: &u16| format!("127.0.0.1:{port}");
+        let addrs: BTreeMap<_, _> = specs.iter().zip(&ports).map(|(s, port)| (s.id, loopback(port))).collect();
+        let metrics_addrs: BTreeMap<_, _> =
+            specs.iter().zip(&ports[specs.len()..]).map(|(s, port)| (s.id, loopback(port))).collect();
         // One master key for the cluster, readable by its owner only.
         let key_path = root.join("master.key");
         if !key_path.exists() {
@@ -198,7 +201,7 @@ impl ProcessCluster {
         let mut cluster =
             Self { binary: binary.to_path_buf(), root: root.to_path_buf(), nodes: BTreeMap::new(), pki, client_tls };
         for s in specs {
-            cluster.write_node(s, &addrs[&s.id], &options(s.id), &members)?;
+            cluster.write_node(s, &addrs[&s.id], &metrics_addrs[&s.id], &options(s.id), &members)?;
         }
         Ok(cluster)
     }
@@ -209,14 +212,23 @@ impl ProcessCluster {
     /// master key. Returns its listen address.
     pub fn add_node(&mut self, spec: &NodeSpec, options: &NodeOptions) -> anyhow::Result<String> {
         anyhow::ensure!(!self.nodes.contains_key(&spec.id), "node {} already exists", spec.id);
-        let addr = format!("127.0.0.1:{}", free_port()?);
-        self.write_node(spec, &addr, options, "")?;
+        let ports = free_ports(2)?;
+        let addr = format!("127.0.0.1:{}", ports[0]);
+        self.write_node(spec, &addr, &format!("127.0.0.1:{}", ports[1]), options, "")?;
         Ok(addr)
     }
 
-    /// Writes one node's config and records the node; `members` is the
-    /// rendered `[[initial_members]]` tables (empty for a joining node).
-    fn write_node(&mut self, s: &NodeSpec, addr: &str, opts: &NodeOptions, members: &str) -> anyhow::Result<()> {
+    /// Writes one node's config and records the node; `metrics_addr` is
+    /// used if `opts` asks for metrics; `members` is the rendered
+    /// `[[initial_members]]` tables (empty for a joining node).
+    fn write_node(
+        &mut self,
+        s: &NodeSpec,
+        addr: &str,
+        metrics_addr: &str,
+        opts: &NodeOptions,
+        members: &str,
+    ) -> anyhow::Result<()> {
         let key_path = self.root.join("master.key");
         let data_dir = self.root.join(format!("n{}", s.id));
         let config_path = self.root.join(format!("n{}.toml", s.id));
@@ -228,7 +240,8 @@ impl ProcessCluster {
             opts.unsafe_local_reads,
             placement_toml(&s.placement),
         );
-        if let Some(addr) = &opts.metrics_listen {
+        let metrics_addr = opts.serve_metrics.then(|| metrics_addr.to_owned());
+        if let Some(addr) = &metrics_addr {
             text.push_str(&format!("metrics_listen = {addr:?}\n"));
         }
         if !opts.peer_addr_overrides.is_empty() {
@@ -271,7 +284,15 @@ impl ProcessCluster {
         text.push_str(members);
         std::fs::write(&config_path, text)?;
         let log_path = self.root.join(format!("n{}.log", s.id));
-        let node = ProcessNode { spec: s.clone(), addr: addr.to_owned(), config_path, data_dir, log_path, child: None };
+        let node = ProcessNode {
+            spec: s.clone(),
+            addr: addr.to_owned(),
+            metrics_addr,
+            config_path,
+            data_dir,
+            log_path,
+            child: None,
+        };
         self.nodes.insert(s.id, node);
         Ok(())
     }
