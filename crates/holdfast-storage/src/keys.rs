@@ -128,6 +128,15 @@ pub fn split_access_key(key: &[u8]) -> Option<(String, Scope)> {
     Some((identity, scope))
 }
 
+/// The record key an audit key starts with (empty for a key too short to
+/// be one, which the `audit` family never holds).
+pub fn audit_record_of(key: &[u8]) -> &[u8] {
+    &key[..key.len().saturating_sub(AUDIT_SUFFIX_BYTES)]
+}
+
+/// Revision (u64 BE) and position (u32 BE) after an audit key's record key.
+const AUDIT_SUFFIX_BYTES: usize = 12;
+
 /// Key of one audit event: events of a record sort together, oldest first,
 /// by revision and then position in their entry (a refused write's event is
 /// at its revision, position 0, where a successful write's history version
@@ -167,6 +176,8 @@ mod tests {
         assert_eq!(split_access_key(&a), Some(("population-service".to_string(), Scope::Registry(reg.clone()))));
         assert_eq!(split_access_key(&access_key("root", &Scope::All)), Some(("root".to_string(), Scope::All)));
         assert!(audit_key(&reg, b"UA-123", 7, 1).starts_with(&k));
+        assert_eq!(audit_record_of(&audit_key(&reg, b"UA-123", 7, 1)), &k[..]);
+        assert_eq!(audit_record_of(b"short"), b"");
         assert!(audit_key(&reg, b"UA-123", 7, 1) < audit_key(&reg, b"UA-123", 8, 0));
     }
 }

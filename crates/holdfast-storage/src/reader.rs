@@ -13,7 +13,7 @@ use holdfast_types::{
     AccessPolicy, AuditEvent, AuditOp, AuditOutcome, KeyringState, LogId, RecordVersion, RegistryName, Revision,
 };
 
-use crate::db::{read_options, Store};
+use crate::db::{read_options, total_order, Store};
 use crate::error::{blocking, StorageError};
 use crate::keys::*;
 
@@ -188,7 +188,10 @@ impl ReadView {
             let wanted = limit as usize + 1;
             let mut trail: Vec<(TrailPosition, AuditEvent)> = Vec::with_capacity(wanted);
             let start = [&prefix[..], &from].concat();
-            for item in view.iterator_cf(store.cf(CF_AUDIT), IteratorMode::From(&start, Direction::Forward)) {
+            // Within the record's events: the memtable seeks its list alone.
+            let mut opts = ReadOptions::default();
+            opts.set_prefix_same_as_start(true);
+            for item in view.iterator_cf_opt(store.cf(CF_AUDIT), opts, IteratorMode::From(&start, Direction::Forward)) {
                 let (key, value) = item?;
                 let Some(position) = trail_position(&prefix, &key, 12) else { break };
                 if trail.len() == wanted {
@@ -400,7 +403,7 @@ impl ReadView {
             let applied = applied_in(&store, &view)?;
             let mut hasher = Sha256::new();
             for name in [CF_RECORDS, CF_HISTORY, CF_ACCESS, CF_AUDIT] {
-                let mut opts = ReadOptions::default();
+                let mut opts = total_order();
                 opts.fill_cache(false);
                 for item in view.iterator_cf_opt(store.cf(name), opts, IteratorMode::Start) {
                     let (key, value) = item?;

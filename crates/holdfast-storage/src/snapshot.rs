@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use holdfast_types::codec::{decode, encode};
 use holdfast_types::{LogId, SnapshotMeta, StoredMembership};
 
-use crate::db::Store;
+use crate::db::{total_order, Store};
 use crate::error::StorageError;
 use crate::keys::*;
 
@@ -108,7 +108,7 @@ pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageErr
     out.write_all(&header)?;
     for (i, name) in SNAPSHOT_CFS.iter().enumerate() {
         let tag = (i + 1) as u8;
-        for item in view.iterator_cf(store.cf(name), IteratorMode::Start) {
+        for item in view.iterator_cf_opt(store.cf(name), total_order(), IteratorMode::Start) {
             let (key, value) = item?;
             write_item(&mut out, tag, &key, &value)?;
         }
@@ -260,8 +260,8 @@ pub(crate) fn install(store: &Store, path: &Path) -> Result<SnapshotMeta, Storag
 /// Adds to `batch` the deletion of every key in a column family.
 fn clear_family(store: &Store, name: &str, batch: &mut WriteBatch) -> Result<(), StorageError> {
     let cf = store.cf(name);
-    let first = store.db.iterator_cf(cf, IteratorMode::Start).next().transpose()?;
-    let last = store.db.iterator_cf(cf, IteratorMode::End).next().transpose()?;
+    let first = store.db.iterator_cf_opt(cf, total_order(), IteratorMode::Start).next().transpose()?;
+    let last = store.db.iterator_cf_opt(cf, total_order(), IteratorMode::End).next().transpose()?;
     if let (Some((first, _)), Some((last, _))) = (first, last) {
         // delete_range's end is exclusive; last + 0x00 is the next key after last.
         let mut end = last.to_vec();

@@ -427,3 +427,41 @@ async fn a_trail_merges_writes_from_history_with_stored_events_in_order_on_every
     let bad = view.audit_trail(reg(), b"a".to_vec(), Some(vec![1, 2, 3]), 10).await;
     assert!(bad.is_err(), "a malformed page token is refused");
 }
+
+#[tokio::test]
+async fn whole_family_reads_see_audit_events_still_in_the_memtable() {
+    // `audit` keeps each record's memtable events in a list of their own:
+    // reading the whole family (digest, snapshot, clearing it for an
+    // install) must still see every one of them.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+    let mut sm = store.state_machine().await.unwrap();
+    let events = |records: &[&str]| Command::Audit {
+        events: records.iter().map(|record| audit(record, "svc", AuditOp::Get)).collect(),
+    };
+    sm.apply_batch(vec![entry(1, events(&["a", "b"]))]).await.unwrap();
+    let view = sm.read_view();
+    let (_, before) = view.digest().await.unwrap();
+    sm.apply_batch(vec![entry(2, events(&["c"]))]).await.unwrap();
+    let (_, after) = view.digest().await.unwrap();
+    assert_ne!(before, after, "the digest covers events in the memtable");
+
+    // A store with events of its own takes this one's snapshot: its own
+    // events are gone, this one's are all there.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Store::open(other_dir.path(), &StoreOptions::small()).unwrap();
+    let mut other_sm = other.state_machine().await.unwrap();
+    other_sm.apply_batch(vec![entry(1, events(&["z", "a"]))]).await.unwrap();
+    let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let mut receiving = other.snapshot_receiving_file().await.unwrap();
+    let mut source = snapshot.snapshot;
+    tokio::io::copy(&mut source, &mut receiving).await.unwrap();
+    other_sm.install_snapshot(&snapshot.meta, receiving).await.unwrap();
+    let other_view = other_sm.read_view();
+    assert_eq!(other_view.digest().await.unwrap().1, after);
+    assert!(other_view.audit_trail(reg(), b"z".to_vec(), None, 10).await.unwrap().events.is_empty());
+    for record in ["a", "b", "c"] {
+        let trail = other_view.audit_trail(reg(), record.as_bytes().to_vec(), None, 10).await.unwrap();
+        assert_eq!(trail.events.len(), 1, "record {record}");
+    }
+}
