@@ -174,6 +174,18 @@ fn cf_options(name: &str, forget_floor: &Arc<ForgetFloor>) -> Options {
             branching_factor: 4,
         });
     }
+    if name == CF_REQUESTS {
+        // Read by exact key only (besides whole-family reads in total
+        // order): a hashed memtable makes each write's random request id an
+        // insert into a bucket of its own instead of a search of one big
+        // skiplist.
+        opts.set_prefix_extractor(SliceTransform::create_noop());
+        opts.set_memtable_factory(MemtableFactory::HashSkipList {
+            bucket_count: REQUESTS_MEMTABLE_BUCKETS,
+            height: 4,
+            branching_factor: 4,
+        });
+    }
     if POINT_LOOKUP_CFS.contains(&name) {
         opts.set_memtable_whole_key_filtering(true);
         opts.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
@@ -195,10 +207,14 @@ pub const STORE_FORMAT: u32 = 4;
 
 /// Buckets of the `audit` family's hashed memtable (8 bytes each).
 const AUDIT_MEMTABLE_BUCKETS: usize = 1 << 17;
+/// Buckets of the `requests` family's hashed memtable: about as many as
+/// the request ids a full memtable holds.
+const REQUESTS_MEMTABLE_BUCKETS: usize = 1 << 19;
 
 /// Read options for iterating a whole column family, in key order. The
-/// `audit` family has a prefix extractor: without these an iterator there
-/// would see only the memtable events of the record it was positioned at.
+/// `audit` and `requests` families have prefix extractors: without these
+/// an iterator there would see only the memtable entries of the prefix it
+/// was positioned at.
 pub(crate) fn total_order() -> ReadOptions {
     let mut opts = ReadOptions::default();
     opts.set_total_order_seek(true);
@@ -341,7 +357,7 @@ impl Store {
         // disabled or its recovery relaxed.
         opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         opts.set_max_background_jobs(2);
-        // The `audit` family's hashed memtable takes one writer at a time.
+        // Hashed memtables take one writer at a time.
         opts.set_allow_concurrent_memtable_write(false);
         if options.wal_file_bytes > 0 {
             opts.set_recycle_log_file_num(WAL_FILES_RECYCLED);

@@ -430,9 +430,9 @@ async fn a_trail_merges_writes_from_history_with_stored_events_in_order_on_every
 
 #[tokio::test]
 async fn whole_family_reads_see_audit_events_still_in_the_memtable() {
-    // `audit` keeps each record's memtable events in a list of their own:
-    // reading the whole family (digest, snapshot, clearing it for an
-    // install) must still see every one of them.
+    // `audit` keeps each record's memtable events in a list of their own
+    // (`requests` each id's): reading a whole family (digest, snapshot,
+    // clearing it for an install) must still see every one of them.
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
     let mut sm = store.state_machine().await.unwrap();
@@ -451,7 +451,7 @@ async fn whole_family_reads_see_audit_events_still_in_the_memtable() {
     let other_dir = tempfile::tempdir().unwrap();
     let other = Store::open(other_dir.path(), &StoreOptions::small()).unwrap();
     let mut other_sm = other.state_machine().await.unwrap();
-    other_sm.apply_batch(vec![entry(1, events(&["z", "a"]))]).await.unwrap();
+    other_sm.apply_batch(vec![entry(1, events(&["z", "a"])), entry(2, put("z", "v", None, "q-other"))]).await.unwrap();
     let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
     let mut receiving = other.snapshot_receiving_file().await.unwrap();
     let mut source = snapshot.snapshot;
@@ -464,4 +464,7 @@ async fn whole_family_reads_see_audit_events_still_in_the_memtable() {
         let trail = other_view.audit_trail(reg(), record.as_bytes().to_vec(), None, 10).await.unwrap();
         assert_eq!(trail.events.len(), 1, "record {record}");
     }
+    // Request ids (also hashed in the memtable) are replaced alike.
+    let retried = other_sm.apply_batch(vec![entry(3, put("z", "v", None, "q-other"))]).await.unwrap();
+    assert_eq!(retried[0], CommandResult::Written { revision: rev(3) }, "the install forgot q-other");
 }
