@@ -135,7 +135,7 @@ pub fn audit_record_of(key: &[u8]) -> &[u8] {
 }
 
 /// Revision (u64 BE) and position (u32 BE) after an audit key's record key.
-const AUDIT_SUFFIX_BYTES: usize = 12;
+pub const AUDIT_SUFFIX_BYTES: usize = 12;
 
 /// Key of one audit event: events of a record sort together, oldest first,
 /// by revision and then position in their entry (a refused write's event is

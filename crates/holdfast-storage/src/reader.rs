@@ -97,7 +97,7 @@ fn decode_version(bytes: &[u8]) -> Result<RecordVersion, StorageError> {
 
 /// Where an event sits in a record's audit trail: the revision (u64 BE)
 /// and the position in its entry (u32 BE), as `audit` keys end.
-type TrailPosition = [u8; 12];
+type TrailPosition = [u8; AUDIT_SUFFIX_BYTES];
 
 /// The trail position of `key` (an `audit` key when `suffix` is 12, a
 /// `history` key at position 0 when it is 8), or `None` if the key belongs
@@ -106,7 +106,7 @@ fn trail_position(prefix: &[u8], key: &[u8], suffix: usize) -> Option<TrailPosit
     if key.len() != prefix.len() + suffix || !key.starts_with(prefix) {
         return None;
     }
-    let mut position = [0; 12];
+    let mut position = [0; AUDIT_SUFFIX_BYTES];
     position[..suffix].copy_from_slice(&key[prefix.len()..]);
     Some(position)
 }
@@ -181,7 +181,7 @@ impl ReadView {
             // The token is the position of the first event not yet returned.
             let from: TrailPosition = match after {
                 Some(token) => token.try_into().map_err(|_| StorageError::CorruptKey("audit page token"))?,
-                None => [0; 12],
+                None => [0; AUDIT_SUFFIX_BYTES],
             };
             // Up to `limit + 1` events of each stream: enough to fill the
             // page and to find where the next one starts.
@@ -193,7 +193,7 @@ impl ReadView {
             opts.set_prefix_same_as_start(true);
             for item in view.iterator_cf_opt(store.cf(CF_AUDIT), opts, IteratorMode::From(&start, Direction::Forward)) {
                 let (key, value) = item?;
-                let Some(position) = trail_position(&prefix, &key, 12) else { break };
+                let Some(position) = trail_position(&prefix, &key, AUDIT_SUFFIX_BYTES) else { break };
                 if trail.len() == wanted {
                     break;
                 }
