@@ -429,7 +429,7 @@ async fn a_trail_merges_writes_from_history_with_stored_events_in_order_on_every
 }
 
 #[tokio::test]
-async fn whole_family_reads_see_audit_events_still_in_the_memtable() {
+async fn whole_family_reads_see_audit_events_and_request_ids_still_in_the_memtable() {
     // `audit` keeps each record's memtable events in a list of their own
     // (`requests` each id's): reading a whole family (digest, snapshot,
     // clearing it for an install) must still see every one of them.
@@ -442,7 +442,7 @@ async fn whole_family_reads_see_audit_events_still_in_the_memtable() {
     sm.apply_batch(vec![entry(1, events(&["a", "b"]))]).await.unwrap();
     let view = sm.read_view();
     let (_, before) = view.digest().await.unwrap();
-    sm.apply_batch(vec![entry(2, events(&["c"]))]).await.unwrap();
+    sm.apply_batch(vec![entry(2, events(&["c"])), entry(3, put("w", "v", None, "q-source"))]).await.unwrap();
     let (_, after) = view.digest().await.unwrap();
     assert_ne!(before, after, "the digest covers events in the memtable");
 
@@ -464,7 +464,12 @@ async fn whole_family_reads_see_audit_events_still_in_the_memtable() {
         let trail = other_view.audit_trail(reg(), record.as_bytes().to_vec(), None, 10).await.unwrap();
         assert_eq!(trail.events.len(), 1, "record {record}");
     }
-    // Request ids (also hashed in the memtable) are replaced alike.
-    let retried = other_sm.apply_batch(vec![entry(3, put("z", "v", None, "q-other"))]).await.unwrap();
-    assert_eq!(retried[0], CommandResult::Written { revision: rev(3) }, "the install forgot q-other");
+    // Request ids (also hashed in the memtable) travel and are replaced
+    // alike.
+    let retried = other_sm
+        .apply_batch(vec![entry(4, put("z", "v", None, "q-other")), entry(5, put("w", "v", None, "q-source"))])
+        .await
+        .unwrap();
+    assert_eq!(retried[0], CommandResult::Written { revision: rev(4) }, "the install forgot q-other");
+    assert!(matches!(retried[1], CommandResult::Duplicate(_)), "q-source came with the snapshot: {:?}", retried[1]);
 }
