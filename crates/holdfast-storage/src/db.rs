@@ -158,6 +158,11 @@ fn cf_options(name: &str, forget_floor: &Arc<ForgetFloor>) -> Options {
                 _ => Decision::Keep,
             }
         });
+        // Read by exact key only (besides whole-family reads in total
+        // order): a hashed memtable makes each write's random request id an
+        // insert into a bucket of its own instead of a search of one big
+        // skiplist.
+        hash_memtable(&mut opts, SliceTransform::create_noop(), REQUESTS_MEMTABLE_BUCKETS);
     }
     if name == CF_AUDIT {
         // Events are keyed by record, so each lands at a random place, and
@@ -167,24 +172,7 @@ fn cf_options(name: &str, forget_floor: &Arc<ForgetFloor>) -> Options {
         // record's events in a small skiplist of their own, and a trail
         // read (one record's events) seeks in that list alone. Iterating
         // the whole family needs `total_order` read options (see there).
-        opts.set_prefix_extractor(SliceTransform::create("audit_record", audit_record_of, None));
-        opts.set_memtable_factory(MemtableFactory::HashSkipList {
-            bucket_count: AUDIT_MEMTABLE_BUCKETS,
-            height: 4,
-            branching_factor: 4,
-        });
-    }
-    if name == CF_REQUESTS {
-        // Read by exact key only (besides whole-family reads in total
-        // order): a hashed memtable makes each write's random request id an
-        // insert into a bucket of its own instead of a search of one big
-        // skiplist.
-        opts.set_prefix_extractor(SliceTransform::create_noop());
-        opts.set_memtable_factory(MemtableFactory::HashSkipList {
-            bucket_count: REQUESTS_MEMTABLE_BUCKETS,
-            height: 4,
-            branching_factor: 4,
-        });
+        hash_memtable(&mut opts, SliceTransform::create("audit_record", audit_record_of, None), AUDIT_MEMTABLE_BUCKETS);
     }
     if POINT_LOOKUP_CFS.contains(&name) {
         opts.set_memtable_whole_key_filtering(true);
@@ -195,6 +183,13 @@ fn cf_options(name: &str, forget_floor: &Arc<ForgetFloor>) -> Options {
         opts.set_block_based_table_factory(&table);
     }
     opts
+}
+
+/// Gives a family RocksDB's hashed memtable: `buckets` small skiplists,
+/// one per key prefix that `prefix` extracts.
+fn hash_memtable(opts: &mut Options, prefix: SliceTransform, buckets: usize) {
+    opts.set_prefix_extractor(prefix);
+    opts.set_memtable_factory(MemtableFactory::HashSkipList { bucket_count: buckets, height: 4, branching_factor: 4 });
 }
 
 /// The layout of the data directory. 2: request ids carry a sequence

@@ -260,11 +260,18 @@ pub(crate) fn install(store: &Store, path: &Path) -> Result<SnapshotMeta, Storag
 /// Adds to `batch` the deletion of every key in a column family.
 fn clear_family(store: &Store, name: &str, batch: &mut WriteBatch) -> Result<(), StorageError> {
     let cf = store.cf(name);
-    let first = store.db.iterator_cf_opt(cf, total_order(), IteratorMode::Start).next().transpose()?;
-    let last = store.db.iterator_cf_opt(cf, total_order(), IteratorMode::End).next().transpose()?;
-    if let (Some((first, _)), Some((last, _))) = (first, last) {
+    // One iterator for both ends: a total-order read of a hashed memtable
+    // sorts it first.
+    let mut iter = store.db.raw_iterator_cf_opt(cf, total_order());
+    iter.seek_to_first();
+    iter.status()?;
+    let first = iter.key().map(<[u8]>::to_vec);
+    iter.seek_to_last();
+    let last = iter.key().map(<[u8]>::to_vec);
+    iter.status()?;
+    if let (Some(first), Some(last)) = (first, last) {
         // delete_range's end is exclusive; last + 0x00 is the next key after last.
-        let mut end = last.to_vec();
+        let mut end = last;
         end.push(0);
         batch.delete_range_cf(cf, &first[..], &end[..]);
     }
