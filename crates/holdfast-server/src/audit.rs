@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use holdfast_storage::Raft;
 use holdfast_types::audit::AUDIT_BATCH_EVENTS_MAX;
-use holdfast_types::{AuditEvent, AuditOp, AuditOutcome, Command, NodeId, Permission, RegistryName, Revision};
+use holdfast_types::{AuditEvent, AuditOp, AuditOutcome, Command, LogId, NodeId, Permission, RegistryName, Revision};
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::RaftNetworkFactory;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -51,9 +51,9 @@ const QUEUE_EVENTS_MAX: usize = 64 * 1024;
 /// How long one batch may keep trying (elections, a lost leader).
 const BATCH_DEADLINE: Duration = Duration::from_secs(10);
 
-/// How a batch was committed: by this node as leader, at this log index,
+/// How a batch was committed: by this node as leader, as this log entry,
 /// or handed to another leader (`None`).
-type Committed = Result<Option<u64>, String>;
+type Committed = Result<Option<LogId>, String>;
 
 struct Pending {
     event: AuditEvent,
@@ -148,12 +148,13 @@ impl Auditor {
     }
 
     /// For a strict trail (callers check [`Auditor::is_strict`]): commits
-    /// `event` and returns the log index of the entry that holds it when
-    /// this node committed that entry itself, as leader. Such a commit is a
-    /// leadership confirmation that began after the event was made (see
+    /// `event` and returns the log id of the entry that holds it when this
+    /// node proposed that entry itself, as leader; the entry was proposed
+    /// after the event was made, so its commit in the term its id names is
+    /// a leadership confirmation that began after the event was made (see
     /// `RegistryService::get_confirmed_by_audit`). `None` when the batch
     /// went to another leader.
-    pub async fn record_read_confirming(&self, event: AuditEvent) -> Result<Option<u64>, ServerError> {
+    pub async fn record_read_confirming(&self, event: AuditEvent) -> Result<Option<LogId>, ServerError> {
         let wait = self.enqueue(event).await?;
         Self::committed(wait).await
     }
@@ -171,7 +172,7 @@ impl Auditor {
         Ok(wait)
     }
 
-    async fn committed(wait: oneshot::Receiver<Committed>) -> Result<Option<u64>, ServerError> {
+    async fn committed(wait: oneshot::Receiver<Committed>) -> Result<Option<LogId>, ServerError> {
         match wait.await {
             Ok(Ok(index)) => Ok(index),
             Ok(Err(e)) => Err(ServerError::Raft(format!("cannot record the access in the audit trail: {e}"))),
@@ -243,7 +244,7 @@ async fn commit(raft: &Raft, network: &Network, events: Vec<AuditEvent>) -> Comm
             return Err(format!("not committed within {} s", BATCH_DEADLINE.as_secs()));
         };
         match written {
-            Ok(response) => return Ok(Some(response.log_id.index)),
+            Ok(response) => return Ok(Some(response.log_id)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f) | ClientWriteError::LogEntryDiscarded(f))) => {
                 match (f.leader_id, f.leader_node) {
                     (Some(leader), Some(node)) => {

@@ -2,8 +2,10 @@
 //!
 //! Writes are validated, turned into one Raft command (batched with other
 //! writes arriving meanwhile) and answered only after the entry is committed
-//! and applied. Linearizable reads confirm leadership
-//! with a quorum (ReadIndex) before reading the local state machine.
+//! and applied. Linearizable reads confirm leadership with a quorum
+//! (ReadIndex) before reading the local state machine — except a
+//! strict-audited get on the leader, which reads first and lets the commit
+//! of its audit event confirm it (`get_confirmed_by_audit`).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,7 +15,8 @@ use holdfast_proto::v1::registry_server::Registry;
 use holdfast_storage::{Raft, ReadView};
 use holdfast_types::record::{page_limit, validate_record_id, validate_request_id, validate_value};
 use holdfast_types::{
-    AuditOp, AuditOutcome, BatchedWrite, CommandResult, Permission, RecordVersion, RegistryName, Revision, WriteMeta,
+    AuditOp, AuditOutcome, BatchedWrite, CommandResult, CommittedLeaderId, LogId, Permission, RecordVersion,
+    RegistryName, Revision, WriteMeta,
 };
 use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Response, Status};
@@ -95,61 +98,67 @@ impl RegistryService {
         }
     }
 
-    /// Whether a linearizable get may use its strict audit commit as its
-    /// leadership confirmation: strict trail, linearizable read, and this
-    /// node believes it leads (a follower would refuse the read anyway).
-    fn audit_can_confirm(&self, consistency: i32) -> bool {
+    /// The leader id of this node's term when a linearizable get may use its
+    /// strict audit commit as its leadership confirmation: strict trail,
+    /// linearizable read, and this node leads and has applied an entry of
+    /// its own term — so its state holds every entry of earlier terms (every
+    /// write an earlier leader acknowledged), as well as every write it
+    /// acknowledged itself (answered once applied).
+    fn audit_can_confirm(&self, consistency: i32) -> Option<CommittedLeaderId> {
         if consistency == pb::Consistency::Stale as i32 || self.unsafe_local_reads || !self.auditor.is_strict() {
-            return false;
+            return None;
         }
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow_watched();
-        metrics.current_leader == Some(metrics.id)
+        if metrics.current_leader != Some(metrics.id) {
+            return None;
+        }
+        let applied = metrics.last_applied?.leader_id;
+        (applied.term == metrics.current_term && applied.node_id == metrics.id).then_some(applied)
     }
 
-    /// A linearizable get in one Raft round instead of two. The strict trail
-    /// must commit the read's event before answering anyway; when this node
-    /// commits that entry itself as leader, the commit is a leadership
-    /// confirmation by a quorum that began after the request arrived, and
-    /// once it is applied every write acknowledged before the request is
-    /// visible — exactly what ReadIndex establishes with a heartbeat round.
-    /// The event must name the revision read, so the record is read first
-    /// (from possibly stale local state), the event committed, and the
-    /// record read again: if it is unchanged, that second read is the
-    /// linearizable answer and the event describes it. Otherwise (a write
-    /// raced the read, or the batch went to another leader) `None`: the
-    /// caller takes the usual path, and the trail keeps one more event
-    /// than strictly needed — it never misses a read.
+    /// A linearizable get in one Raft round instead of two: the strict trail
+    /// must commit the read's event before answering anyway, and that commit
+    /// confirms what ReadIndex's heartbeat round would.
+    ///
+    /// The record is read from local state once [`Self::audit_can_confirm`]
+    /// has seen this node lead term T with an entry of T applied: that state
+    /// holds every write acknowledged by a leader of T or earlier before the
+    /// read. The event naming what was read is then proposed, and if this
+    /// node appended the entry holding it as leader of T (its log id names
+    /// T and this node) and that entry is committed — by this leader or a
+    /// later one — no leader of a later term acknowledged a write W before
+    /// the read either. W and the entry would both be committed, so the
+    /// entry comes first in the log; W's leader held the entry when it
+    /// appended W, and can only have received it from this node before its
+    /// own term began; the entry exists only after the read, so W was
+    /// appended after the read. The read is then the linearizable answer,
+    /// and the event describes it. Otherwise (the batch went to another
+    /// leader, or leadership moved meanwhile) `None`: the caller takes the
+    /// usual path, and the trail keeps one more event than strictly needed
+    /// — it never misses a read.
+    ///
+    /// The commit is all the answer waits for: the state machine answers an
+    /// audit entry as soon as it is committed, before applying it.
     async fn get_confirmed_by_audit(
         &self,
         caller: &Caller,
         registry: &RegistryName,
         record: &[u8],
+        term: CommittedLeaderId,
     ) -> Result<Option<Result<pb::GetResponse, ServerError>>, ServerError> {
-        let (before, applied_before) = self.view.get(registry.clone(), record.to_vec(), None).await?;
-        let (revision, outcome) = read_outcome(before.as_ref(), false);
+        let (version, applied) = self.view.get(registry.clone(), record.to_vec(), None).await?;
+        let (revision, outcome) = read_outcome(version.as_ref(), false);
         // Opened first: a value that fails to open returns an error and no
         // data, and leaves no read in the trail (as on the usual path).
-        let answer = self.get_answer(registry, record, before, false, applied_before);
+        let answer = self.get_answer(registry, record, version, false, applied);
         if returns_nothing(&answer) {
             return Ok(Some(answer));
         }
         let event = self.auditor.event(caller.name(), registry, record, AuditOp::Get, revision, outcome);
-        let Some(index) = self.auditor.record_read_confirming(event).await? else {
-            self.metrics.get_confirmed_by_audit(false);
-            return Ok(None);
-        };
-        // client_write answers after its entry is applied; wait anyway, so
-        // the argument above never rests on that detail.
-        self.view.wait_applied(index).await?;
-        let (version, applied) = self.view.get(registry.clone(), record.to_vec(), None).await?;
-        // Same revision, same plaintext (re-sealing never changes it).
-        let unchanged = read_outcome(version.as_ref(), false) == (revision, outcome);
-        self.metrics.get_confirmed_by_audit(unchanged);
-        if !unchanged {
-            return Ok(None);
-        }
-        Ok(Some(answer.map(|response| pb::GetResponse { applied_revision: applied, ..response })))
+        let confirmed = confirms(term, self.auditor.record_read_confirming(event).await?);
+        self.metrics.get_confirmed_by_audit(confirmed);
+        Ok(confirmed.then_some(answer))
     }
 
     /// The answer to a get once its read is confirmed and audited.
@@ -196,6 +205,14 @@ impl RegistryService {
         };
         Ok((record_id, revision))
     }
+}
+
+/// Whether the entry that committed a get's audit event confirms the read
+/// made under `leader` (see `RegistryService::get_confirmed_by_audit`): this
+/// node appended it as that same leader. `None`: another leader took the
+/// batch.
+fn confirms(leader: CommittedLeaderId, entry: Option<LogId>) -> bool {
+    entry.is_some_and(|entry| entry.leader_id == leader)
 }
 
 /// Whether a get's answer is an error that returns no data and says
@@ -295,8 +312,8 @@ impl Registry for RegistryService {
             let record = self.codec.storage_record(&registry, &req.record_id);
             self.auditor.authorize(&self.auth, &caller, &registry, &record, AuditOp::Get, Permission::Read)?;
             let at = (req.at_revision > 0).then_some(req.at_revision);
-            if at.is_none() && self.audit_can_confirm(req.consistency) {
-                if let Some(answer) = self.get_confirmed_by_audit(&caller, &registry, &record).await? {
+            if let Some(term) = self.audit_can_confirm(req.consistency).filter(|_| at.is_none()) {
+                if let Some(answer) = self.get_confirmed_by_audit(&caller, &registry, &record, term).await? {
                     return answer;
                 }
             }
@@ -381,6 +398,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use prost::Message;
+
+    #[test]
+    fn only_an_entry_appended_by_the_same_leader_confirms_a_read() {
+        let leader = |term, node_id| CommittedLeaderId { term, node_id };
+        let entry = |term, node_id| Some(LogId::new(leader(term, node_id), 42));
+        assert!(confirms(leader(3, 1), entry(3, 1)));
+        assert!(!confirms(leader(3, 1), None), "handed to another leader");
+        assert!(!confirms(leader(3, 1), entry(4, 1)), "this node leads again, in a later term");
+        assert!(!confirms(leader(3, 1), entry(3, 2)), "another node's entry");
+        assert!(!confirms(leader(4, 1), entry(3, 1)), "an older term's entry");
+    }
 
     /// Every check a request meets before anything is proposed or read,
     /// applied to whatever the decoder produced.

@@ -323,7 +323,7 @@ impl<'a> ApplyBatch<'a> {
                     let key = audit_key(&event.registry, &event.record, revision, position as u32);
                     self.batch.put_cf(cf, key, encode(event).map_err(StorageError::corrupt("audit event"))?);
                 }
-                Ok(CommandResult::Written { revision })
+                Ok(audit_result(index))
             }
             Command::Put { .. } | Command::Delete { .. } | Command::Batch { .. } => Ok(CommandResult::None),
         }
@@ -340,6 +340,21 @@ impl<'a> ApplyBatch<'a> {
         }
         Some(state.count.saturating_sub(state.limit))
     }
+}
+
+/// What applying the `Command::Audit` entry at `index` answers: fixed by
+/// the index alone, whatever the state (see [`answer_before_apply`]).
+fn audit_result(index: u64) -> CommandResult {
+    CommandResult::Written { revision: revision_of(index, 0) }
+}
+
+/// The answer of an entry whose proposer may have it as soon as the entry
+/// is committed, before it is applied: an audit entry, which reads and
+/// changes nothing its answer depends on (its events only add to the
+/// trail), and whose events a quorum's synced logs already hold. `None` for
+/// every other entry; those are answered once applied and synced.
+pub(crate) fn answer_before_apply(index: u64, command: &Command) -> Option<CommandResult> {
+    matches!(command, Command::Audit { .. }).then(|| audit_result(index))
 }
 
 /// How many request ids were ever remembered (on disk when the batch began,

@@ -616,6 +616,51 @@ pub(crate) mod tests {
         assert!(matches!(results[2], CommandResult::Written { .. }), "{:?}", results[2]);
     }
 
+    /// An audit entry is answered as soon as it is committed, before its
+    /// apply: that early answer must be what applying it returns, at its
+    /// own index. Nothing else is answered early.
+    #[tokio::test]
+    async fn only_audit_entries_are_answered_before_the_apply_and_with_what_it_returns() {
+        use holdfast_types::{AuditEvent, AuditOp, AuditOutcome};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let mut sm = store.state_machine().await.unwrap();
+        let event = AuditEvent {
+            time_ms: 7,
+            identity: "clerk".into(),
+            registry: RegistryName::parse("population").expect("valid name"),
+            record: b"r1".to_vec(),
+            op: AuditOp::Get,
+            revision: 1,
+            outcome: AuditOutcome::Ok,
+            node: 1,
+        };
+        let log_id = |index| LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index);
+        let entry = |index, payload| Entry { log_id: log_id(index), payload };
+        let audit = || EntryPayload::Normal(Command::Audit { events: vec![event.clone(), event.clone()] });
+        let members =
+            openraft::Membership::new_with_defaults(vec![std::collections::BTreeSet::from([1])], Vec::<u64>::new());
+        let entries = vec![
+            entry(1, EntryPayload::Blank),
+            put(2, "q2"),
+            entry(3, audit()),
+            entry(4, EntryPayload::Membership(members)),
+            entry(5, audit()),
+            put(6, "q6"),
+        ];
+        let early = crate::state_machine::early_answers(&entries);
+        let applied = sm.apply_batch(entries).await.unwrap();
+        assert_eq!(early.len(), applied.len());
+        for (index, (early, applied)) in early.iter().zip(&applied).enumerate() {
+            match index {
+                2 | 4 => assert_eq!(early.as_ref(), Some(applied), "entry {}", index + 1),
+                _ => assert_eq!(early, &None, "entry {} waits for the apply", index + 1),
+            }
+        }
+        assert_ne!(applied[2], applied[4], "each audit entry's answer names its own revision");
+    }
+
     #[tokio::test]
     async fn a_snapshot_being_built_keeps_the_request_ids_it_remembers() {
         let dir = tempfile::tempdir().unwrap();

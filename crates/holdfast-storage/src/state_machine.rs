@@ -14,7 +14,7 @@ use holdfast_types::{
     AccessPolicy, CommandResult, Entry, KeyringState, LogId, SnapshotMeta, StoredMembership, TypeConfig,
 };
 
-use crate::apply::ApplyBatch;
+use crate::apply::{answer_before_apply, ApplyBatch};
 use crate::db::Store;
 use crate::error::{blocking, RaftStorageError, StorageError};
 use crate::keys::*;
@@ -181,6 +181,18 @@ impl StateMachineStore {
     }
 }
 
+/// For each entry of an apply call, its answer if its proposer may have it
+/// before the call writes and syncs anything (see [`answer_before_apply`]).
+pub(crate) fn early_answers(entries: &[Entry]) -> Vec<Option<CommandResult>> {
+    entries
+        .iter()
+        .map(|entry| match &entry.payload {
+            EntryPayload::Normal(command) => answer_before_apply(entry.log_id.index, command),
+            EntryPayload::Blank | EntryPayload::Membership(_) => None,
+        })
+        .collect()
+}
+
 /// Builds snapshot files from a consistent RocksDB view.
 pub struct SnapshotBuilder {
     store: Store,
@@ -213,9 +225,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
     {
-        let (entries, responders): (Vec<Entry>, Vec<_>) = entries.try_collect::<Vec<_>>().await?.into_iter().unzip();
+        let (entries, mut responders): (Vec<Entry>, Vec<_>) =
+            entries.try_collect::<Vec<_>>().await?.into_iter().unzip();
+        // Committed audit entries are answered now (openraft applies only
+        // committed entries): a strict-audited read waits for its event's
+        // commit, not for this batch's write and sync, and the next audit
+        // batch can leave while this one is applied.
+        for (answer, responder) in early_answers(&entries).into_iter().zip(responders.iter_mut()) {
+            let Some(answer) = answer else { continue };
+            if let Some(responder) = responder.take() {
+                responder.send(answer);
+            }
+        }
         let results = self.apply_batch(entries).await?;
-        // Answered only now: the whole batch is applied and synced.
+        // The rest only now: the whole batch is applied and synced.
         for (responder, result) in responders.into_iter().zip(results) {
             if let Some(responder) = responder {
                 responder.send(result);
