@@ -9,12 +9,27 @@
 //! half-full batch in flight would halve the batches and double what every
 //! replica spends per batch (measured: about a quarter more CPU per put at
 //! 64 clients with four half-full batches in flight than with one).
+//!
+//! Callers that send again as soon as they are answered (a service working
+//! through a queue) would otherwise settle into two groups that alternate:
+//! one committing while the other queues, each half of them. So a batch
+//! that is not full, cut soon after a batch of at least
+//! [`REGROUP_MIN_ITEMS`] was answered, waits — for at most as long as that
+//! batch took to commit — until about as many items as that batch held
+//! have joined it: the answered callers ride with the ones that queued.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
+
+/// The smallest answered batch whose callers a following batch waits for.
+/// Fewer callers are not worth a wait: a batch of a few costs little more
+/// than the wait would save, and callers that do not send again at once
+/// (light, independent traffic) would only be delayed.
+pub(crate) const REGROUP_MIN_ITEMS: usize = 8;
 
 /// How large batches may grow and how many may be committing at once.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +75,7 @@ pub(crate) async fn run<T, F, Fut>(
 {
     let in_flight = limits.in_flight.max(1);
     let slots = Arc::new(Semaphore::new(in_flight));
+    let answered: Arc<Mutex<Option<Answered>>> = Arc::default();
     // An item that would have overfilled the previous batch opens the next.
     let mut carried: Option<T> = None;
     loop {
@@ -106,12 +122,35 @@ pub(crate) async fn run<T, F, Fut>(
                 }
             }
         }
+        if carried.is_none() && !batch.is_full(&limits) {
+            let last = *answered.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(last) = last {
+                tokio::select! {
+                    more = batch.regroup(last, &mut rx, &limits, &size) => carried = more,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+            }
+        }
+        let items = batch.items.len();
         let committing = commit(batch.items);
+        let answered = answered.clone();
         tokio::spawn(async move {
+            let started = Instant::now();
             committing.await;
+            let took = started.elapsed();
+            *answered.lock().unwrap_or_else(|e| e.into_inner()) = Some(Answered { at: Instant::now(), items, took });
             drop(permit);
         });
     }
+}
+
+/// The batch answered last: its callers may be about to send again.
+#[derive(Debug, Clone, Copy)]
+struct Answered {
+    at: Instant,
+    items: usize,
+    /// How long it took to commit.
+    took: Duration,
 }
 
 /// A batch being cut.
@@ -139,6 +178,39 @@ impl<T> Batch<T> {
         }
         self.bytes += item_bytes;
         self.items.push(item);
+        None
+    }
+
+    /// After `last` was answered: if it held at least [`REGROUP_MIN_ITEMS`],
+    /// waits — until `last.took` (at most `limits.wait_max`) after its
+    /// answer — for three quarters as many items as it held to join this
+    /// batch; returns an item that would have overfilled it.
+    async fn regroup(
+        &mut self,
+        last: Answered,
+        rx: &mut mpsc::Receiver<T>,
+        limits: &Limits,
+        size: &impl Fn(&T) -> usize,
+    ) -> Option<T> {
+        if last.items < REGROUP_MIN_ITEMS {
+            return None;
+        }
+        let want = self.items.len() + last.items * 3 / 4;
+        let deadline = tokio::time::sleep_until(last.at + last.took.min(limits.wait_max));
+        tokio::pin!(deadline);
+        while self.items.len() < want && !self.is_full(limits) {
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => {
+                        if let Some(item) = self.add(item, limits, size) {
+                            return Some(item);
+                        }
+                    }
+                    None => return None,
+                },
+                _ = &mut deadline => return None,
+            }
+        }
         None
     }
 
@@ -217,6 +289,17 @@ mod tests {
             tokio::time::timeout(DEADLINE, left).await.unwrap_or_else(|_| panic!("{count} batches: {:?}", self.seen()));
         }
 
+        /// Waits until `count` batches have left, letting (virtual) time
+        /// pass meanwhile.
+        async fn wait_for_batches_in_time(&self, count: usize) {
+            let left = async {
+                while self.seen.lock().unwrap().len() < count {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            };
+            tokio::time::timeout(DEADLINE, left).await.unwrap_or_else(|_| panic!("{count} batches: {:?}", self.seen()));
+        }
+
         /// Yields long enough for the loop to send anything it could: the
         /// single-threaded test runtime runs it whenever this task yields.
         async fn settle(&self) {
@@ -290,6 +373,63 @@ mod tests {
         // The same beside a batch that is not full either.
         gated.waits_beside(&tx, &[5], 3, "a half-full batch left beside another").await;
         assert_eq!(gated.seen(), vec![vec![10; 4], vec![10; 4], vec![10], vec![10; 4], vec![7], vec![5], vec![3]]);
+    }
+
+    /// Limits under which batches of up to 64 one-byte items regroup.
+    fn roomy() -> Limits {
+        Limits { items: 64, bytes: 10_000, in_flight: 1, wait_max: PATIENT }
+    }
+
+    /// Runs the loop until a batch of ten commits for a (virtual) second
+    /// and two more items queue behind it, then answers the ten.
+    async fn ten_answered_two_queued(tx: &mpsc::Sender<usize>, gated: &mut Gated) {
+        tx.send(1).await.unwrap();
+        gated.wait_for_batches(1).await;
+        gated.release(1).await;
+        // A batch of one is too small to regroup after: the ten leave as
+        // they come.
+        for _ in 0..10 {
+            tx.send(1).await.unwrap();
+        }
+        gated.wait_for_batches(2).await;
+        assert_eq!(gated.seen()[1], vec![1; 10]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send(1).await.unwrap();
+        tx.send(1).await.unwrap();
+        gated.release(1).await;
+    }
+
+    /// Callers answered together and sending again join the callers that
+    /// queued meanwhile: the batch after a batch of ten waits for about
+    /// that many to join it.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_after_a_large_answered_one_waits_for_its_callers() {
+        let (tx, rx) = mpsc::channel::<usize>(1024);
+        let mut gated = Gated::start(rx, roomy());
+        ten_answered_two_queued(&tx, &mut gated).await;
+        gated.settle().await;
+        assert_eq!(gated.seen().len(), 2, "two items wait for the ten answered callers");
+        for _ in 0..7 {
+            tx.send(1).await.unwrap();
+        }
+        gated.wait_for_batches(3).await;
+        assert_eq!(gated.seen()[2], vec![1; 9], "2 queued + 7 of the 10 answered (three quarters)");
+        gated.release(1).await;
+    }
+
+    /// The wait lasts at most as long as the answered batch took to commit.
+    #[tokio::test(start_paused = true)]
+    async fn a_regrouping_batch_leaves_when_its_wait_runs_out() {
+        let (tx, rx) = mpsc::channel::<usize>(1024);
+        let mut gated = Gated::start(rx, roomy());
+        ten_answered_two_queued(&tx, &mut gated).await;
+        let answered = tokio::time::Instant::now();
+        gated.wait_for_batches_in_time(3).await;
+        assert_eq!(gated.seen()[2], vec![1, 1]);
+        let waited = answered.elapsed();
+        assert!(waited >= Duration::from_millis(900), "left after {waited:?}, before its wait ran out");
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}, longer than the answered commit took");
+        gated.release(1).await;
     }
 
     /// A batch that is not full stops waiting for a stuck commit after
