@@ -14,9 +14,13 @@
 //! through a queue) would otherwise settle into two groups that alternate:
 //! one committing while the other queues, each half of them. So a batch
 //! that is not full, cut soon after a batch of at least
-//! [`REGROUP_MIN_ITEMS`] was answered, waits — for at most as long as that
-//! batch took to commit — until about as many items as that batch held
-//! have joined it: the answered callers ride with the ones that queued.
+//! [`REGROUP_MIN_ITEMS`] was answered, waits until three quarters as many
+//! items as that batch held have joined it — the answered callers ride with
+//! the ones that queued — but no longer than that batch took to commit
+//! after its answer, nor `wait_max` after it began to be cut. Callers who
+//! do not send again at once (independent traffic) let such a wait run
+//! out with fewer than a quarter of them back; the next
+//! [`REGROUP_SKIP_AFTER_TIMEOUT`] batches then do not wait.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -31,6 +35,11 @@ use tokio::time::Instant;
 /// (light, independent traffic) would only be delayed.
 pub(crate) const REGROUP_MIN_ITEMS: usize = 8;
 
+/// Batches that leave without waiting for answered callers after such a
+/// wait ran out: traffic whose callers do not come straight back pays for
+/// one wait in this many batches, not for every one.
+pub(crate) const REGROUP_SKIP_AFTER_TIMEOUT: u32 = 8;
+
 /// How large batches may grow and how many may be committing at once.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -41,10 +50,12 @@ pub(crate) struct Limits {
     pub bytes: usize,
     /// Batches committing at once.
     pub in_flight: usize,
-    /// How long a batch that is not full waits for the batches committing
-    /// to finish (taking what arrives meanwhile) before it leaves beside
-    /// them. Commits take milliseconds; one stuck far longer (a deposed
-    /// leader's unanswered proposal) must not hold every later batch back.
+    /// How long a batch that is not full may wait in all — for the batches
+    /// committing to finish, then for answered callers to send again —
+    /// taking what arrives meanwhile, before it leaves (beside the batches
+    /// still committing). Commits take milliseconds; one stuck far longer
+    /// (a deposed leader's unanswered proposal) must not hold every later
+    /// batch back.
     pub wait_max: Duration,
 }
 
@@ -76,6 +87,8 @@ pub(crate) async fn run<T, F, Fut>(
     let in_flight = limits.in_flight.max(1);
     let slots = Arc::new(Semaphore::new(in_flight));
     let answered: Arc<Mutex<Option<Answered>>> = Arc::default();
+    // Batches left to cut without regrouping, after a regroup ran out.
+    let mut skip_regroups = 0;
     // An item that would have overfilled the previous batch opens the next.
     let mut carried: Option<T> = None;
     loop {
@@ -92,6 +105,9 @@ pub(crate) async fn run<T, F, Fut>(
             permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
+        // However it waits, a batch that is not full leaves `wait_max` after
+        // this at the latest.
+        let cut_by = Instant::now() + limits.wait_max;
         let mut batch = Batch::new(first, &size);
         carried = batch.fill(&mut rx, &limits, &size);
         if carried.is_none() && !batch.is_full(&limits) && in_flight > 1 {
@@ -99,7 +115,7 @@ pub(crate) async fn run<T, F, Fut>(
             // other slots free at once), growing meanwhile; leave early
             // when full or after `wait_max`. Only the own slot is kept.
             let others = slots.clone().acquire_many_owned(u32::try_from(in_flight - 1).unwrap_or(u32::MAX));
-            let deadline = tokio::time::sleep(limits.wait_max);
+            let deadline = tokio::time::sleep_until(cut_by);
             tokio::pin!(others, deadline);
             loop {
                 tokio::select! {
@@ -122,23 +138,34 @@ pub(crate) async fn run<T, F, Fut>(
                 }
             }
         }
-        if carried.is_none() && !batch.is_full(&limits) {
-            let last = *answered.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(last) = last {
+        let last = *answered.lock().unwrap_or_else(|e| e.into_inner());
+        match last {
+            _ if carried.is_some() || batch.is_full(&limits) => {}
+            _ if skip_regroups > 0 => skip_regroups -= 1,
+            Some(last) if last.items >= REGROUP_MIN_ITEMS => {
+                let until = cut_by.min(last.at + last.took);
                 tokio::select! {
-                    more = batch.regroup(last, &mut rx, &limits, &size) => carried = more,
+                    regrouped = batch.regroup(last.items * 3 / 4, until, &mut rx, &limits, &size) => {
+                        match regrouped {
+                            Regrouped::Joined => {}
+                            Regrouped::RanOut => skip_regroups = REGROUP_SKIP_AFTER_TIMEOUT,
+                            Regrouped::Overfilled(item) => carried = Some(item),
+                        }
+                    }
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 }
             }
+            _ => {}
         }
         let items = batch.items.len();
         let committing = commit(batch.items);
-        let answered = answered.clone();
+        let record = answered.clone();
         tokio::spawn(async move {
             let started = Instant::now();
             committing.await;
             let took = started.elapsed();
-            *answered.lock().unwrap_or_else(|e| e.into_inner()) = Some(Answered { at: Instant::now(), items, took });
+            // Before the slot is free: the loop reads it once it has one.
+            *record.lock().unwrap_or_else(|e| e.into_inner()) = Some(Answered { at: Instant::now(), items, took });
             drop(permit);
         });
     }
@@ -151,6 +178,17 @@ struct Answered {
     items: usize,
     /// How long it took to commit.
     took: Duration,
+}
+
+/// How a regrouping batch stopped waiting.
+enum Regrouped<T> {
+    /// As many items joined as it waited for, it filled up, or the channel
+    /// closed.
+    Joined,
+    /// The wait ran out with fewer than a quarter of them joined.
+    RanOut,
+    /// This item would have overfilled it.
+    Overfilled(T),
 }
 
 /// A batch being cut.
@@ -181,37 +219,38 @@ impl<T> Batch<T> {
         None
     }
 
-    /// After `last` was answered: if it held at least [`REGROUP_MIN_ITEMS`],
-    /// waits — until `last.took` (at most `limits.wait_max`) after its
-    /// answer — for three quarters as many items as it held to join this
-    /// batch; returns an item that would have overfilled it.
+    /// Waits until `until` for `more` items to join (or the batch to fill).
+    /// Callers coming back more slowly than the wait (a quarter in time)
+    /// still make it worth the next one; fewer than that mean they are not
+    /// coming back at once.
     async fn regroup(
         &mut self,
-        last: Answered,
+        more: usize,
+        until: Instant,
         rx: &mut mpsc::Receiver<T>,
         limits: &Limits,
         size: &impl Fn(&T) -> usize,
-    ) -> Option<T> {
-        if last.items < REGROUP_MIN_ITEMS {
-            return None;
-        }
-        let want = self.items.len() + last.items * 3 / 4;
-        let deadline = tokio::time::sleep_until(last.at + last.took.min(limits.wait_max));
+    ) -> Regrouped<T> {
+        let had = self.items.len();
+        let want = had + more;
+        let deadline = tokio::time::sleep_until(until);
         tokio::pin!(deadline);
         while self.items.len() < want && !self.is_full(limits) {
             tokio::select! {
                 item = rx.recv() => match item {
                     Some(item) => {
                         if let Some(item) = self.add(item, limits, size) {
-                            return Some(item);
+                            return Regrouped::Overfilled(item);
                         }
                     }
-                    None => return None,
+                    None => return Regrouped::Joined,
                 },
-                _ = &mut deadline => return None,
+                _ = &mut deadline => {
+                    return if self.items.len() - had < more / 4 { Regrouped::RanOut } else { Regrouped::Joined };
+                }
             }
         }
-        None
+        Regrouped::Joined
     }
 
     /// Adds the items already queued, up to the limits; returns an item
@@ -412,8 +451,72 @@ mod tests {
         for _ in 0..7 {
             tx.send(1).await.unwrap();
         }
-        gated.wait_for_batches(3).await;
-        assert_eq!(gated.seen()[2], vec![1; 9], "2 queued + 7 of the 10 answered (three quarters)");
+        // Virtual time stands still while this task only yields: the batch
+        // must leave on the items alone.
+        gated.settle().await;
+        assert_eq!(gated.seen().len(), 3, "2 queued + 7 of the 10 answered (three quarters) leave");
+        assert_eq!(gated.seen()[2], vec![1; 9]);
+        gated.release(1).await;
+    }
+
+    /// However long the answered batch took, a batch waits at most
+    /// `wait_max` in all.
+    #[tokio::test(start_paused = true)]
+    async fn a_regrouping_batch_waits_at_most_the_wait_max() {
+        let (tx, rx) = mpsc::channel::<usize>(1024);
+        let mut gated = Gated::start(rx, Limits { wait_max: Duration::from_millis(300), ..roomy() });
+        ten_answered_two_queued(&tx, &mut gated).await;
+        let answered = tokio::time::Instant::now();
+        gated.wait_for_batches_in_time(3).await;
+        assert_eq!(gated.seen()[2], vec![1, 1]);
+        let waited = answered.elapsed();
+        assert!(waited >= Duration::from_millis(250), "left after {waited:?}");
+        assert!(waited < Duration::from_millis(900), "waited {waited:?}, past the wait_max");
+        gated.release(1).await;
+    }
+
+    /// After a batch of fewer than `REGROUP_MIN_ITEMS`, and for
+    /// `REGROUP_SKIP_AFTER_TIMEOUT` batches after a wait that ran out, a
+    /// batch leaves without waiting.
+    #[tokio::test(start_paused = true)]
+    async fn batches_after_small_ones_or_a_wait_that_ran_out_do_not_wait() {
+        let (tx, rx) = mpsc::channel::<usize>(1024);
+        let mut gated = Gated::start(rx, roomy());
+        // Seven answered after a (virtual) second: the next one leaves at once.
+        tx.send(1).await.unwrap();
+        gated.wait_for_batches(1).await;
+        gated.release(1).await;
+        for _ in 0..7 {
+            tx.send(1).await.unwrap();
+        }
+        gated.wait_for_batches(2).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send(1).await.unwrap();
+        gated.release(1).await;
+        gated.settle().await;
+        assert_eq!(gated.seen().len(), 3, "no wait after a batch of seven");
+
+        // Ten answered, and nobody comes back: the wait runs out.
+        gated.release(1).await;
+        for _ in 0..10 {
+            tx.send(1).await.unwrap();
+        }
+        gated.wait_for_batches(4).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send(1).await.unwrap();
+        gated.release(1).await;
+        gated.wait_for_batches_in_time(5).await;
+        // Ten again: this time the next batch leaves at once.
+        gated.release(1).await;
+        for _ in 0..10 {
+            tx.send(1).await.unwrap();
+        }
+        gated.wait_for_batches(6).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send(1).await.unwrap();
+        gated.release(1).await;
+        gated.settle().await;
+        assert_eq!(gated.seen().len(), 7, "no wait right after one ran out");
         gated.release(1).await;
     }
 
