@@ -149,9 +149,9 @@ impl Auditor {
 
     /// For a strict trail (callers check [`Auditor::is_strict`]): commits
     /// `event` and returns the log id of the entry that holds it when this
-    /// node proposed that entry itself, as leader; the entry was proposed
-    /// after the event was made, so its commit in the term its id names is
-    /// a leadership confirmation that began after the event was made (see
+    /// node proposed that entry itself, as leader. The entry was proposed
+    /// after the event was made, so its commit confirms that no later
+    /// leader acknowledged anything before then (see
     /// `RegistryService::get_confirmed_by_audit`). `None` when the batch
     /// went to another leader.
     pub async fn record_read_confirming(&self, event: AuditEvent) -> Result<Option<LogId>, ServerError> {

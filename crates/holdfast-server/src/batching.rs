@@ -36,8 +36,9 @@ use tokio::time::Instant;
 pub(crate) const REGROUP_MIN_ITEMS: usize = 8;
 
 /// Batches that leave without waiting for answered callers after such a
-/// wait ran out: traffic whose callers do not come straight back pays for
-/// one wait in this many batches, not for every one.
+/// wait ran out with fewer than a quarter of them back: traffic whose
+/// callers do not come straight back pays for one wait in this many
+/// batches, not for every one.
 pub(crate) const REGROUP_SKIP_AFTER_TIMEOUT: u32 = 8;
 
 /// How large batches may grow and how many may be committing at once.
@@ -182,8 +183,8 @@ struct Answered {
 
 /// How a regrouping batch stopped waiting.
 enum Regrouped<T> {
-    /// As many items joined as it waited for, it filled up, or the channel
-    /// closed.
+    /// As many items joined as it waited for, it filled up, the channel
+    /// closed, or the wait ran out with at least a quarter of them joined.
     Joined,
     /// The wait ran out with fewer than a quarter of them joined.
     RanOut,
@@ -439,8 +440,8 @@ mod tests {
     }
 
     /// Callers answered together and sending again join the callers that
-    /// queued meanwhile: the batch after a batch of ten waits for about
-    /// that many to join it.
+    /// queued meanwhile: the batch after a batch of ten waits for three
+    /// quarters as many to join it.
     #[tokio::test(start_paused = true)]
     async fn a_batch_after_a_large_answered_one_waits_for_its_callers() {
         let (tx, rx) = mpsc::channel::<usize>(1024);

@@ -145,7 +145,7 @@ impl RegistryService {
         caller: &Caller,
         registry: &RegistryName,
         record: &[u8],
-        term: CommittedLeaderId,
+        leader: CommittedLeaderId,
     ) -> Result<Option<Result<pb::GetResponse, ServerError>>, ServerError> {
         let (version, applied) = self.view.get(registry.clone(), record.to_vec(), None).await?;
         let (revision, outcome) = read_outcome(version.as_ref(), false);
@@ -156,7 +156,7 @@ impl RegistryService {
             return Ok(Some(answer));
         }
         let event = self.auditor.event(caller.name(), registry, record, AuditOp::Get, revision, outcome);
-        let confirmed = confirms(term, self.auditor.record_read_confirming(event).await?);
+        let confirmed = confirms(leader, self.auditor.record_read_confirming(event).await?);
         self.metrics.get_confirmed_by_audit(confirmed);
         Ok(confirmed.then_some(answer))
     }
@@ -312,8 +312,8 @@ impl Registry for RegistryService {
             let record = self.codec.storage_record(&registry, &req.record_id);
             self.auditor.authorize(&self.auth, &caller, &registry, &record, AuditOp::Get, Permission::Read)?;
             let at = (req.at_revision > 0).then_some(req.at_revision);
-            if let Some(term) = self.audit_can_confirm(req.consistency).filter(|_| at.is_none()) {
-                if let Some(answer) = self.get_confirmed_by_audit(&caller, &registry, &record, term).await? {
+            if let Some(leader) = self.audit_can_confirm(req.consistency).filter(|_| at.is_none()) {
+                if let Some(answer) = self.get_confirmed_by_audit(&caller, &registry, &record, leader).await? {
                     return answer;
                 }
             }
