@@ -420,6 +420,22 @@ mod tests {
         Limits { items: 64, bytes: 10_000, in_flight: 1, wait_max: PATIENT }
     }
 
+    /// Sends `items` items, which leave as one batch (nothing waits them
+    /// out), lets that batch commit for a (virtual) second while `queued`
+    /// more items queue behind it, then answers it.
+    async fn answer_after_a_second(tx: &mpsc::Sender<usize>, gated: &mut Gated, items: usize, queued: usize) {
+        let before = gated.seen().len();
+        for _ in 0..items {
+            tx.send(1).await.unwrap();
+        }
+        gated.wait_for_batches(before + 1).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for _ in 0..queued {
+            tx.send(1).await.unwrap();
+        }
+        gated.release(1).await;
+    }
+
     /// Runs the loop until a batch of ten commits for a (virtual) second
     /// and two more items queue behind it, then answers the ten.
     async fn ten_answered_two_queued(tx: &mpsc::Sender<usize>, gated: &mut Gated) {
@@ -428,15 +444,8 @@ mod tests {
         gated.release(1).await;
         // A batch of one is too small to regroup after: the ten leave as
         // they come.
-        for _ in 0..10 {
-            tx.send(1).await.unwrap();
-        }
-        gated.wait_for_batches(2).await;
+        answer_after_a_second(tx, gated, 10, 2).await;
         assert_eq!(gated.seen()[1], vec![1; 10]);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        tx.send(1).await.unwrap();
-        tx.send(1).await.unwrap();
-        gated.release(1).await;
     }
 
     /// Callers answered together and sending again join the callers that
@@ -487,35 +496,17 @@ mod tests {
         tx.send(1).await.unwrap();
         gated.wait_for_batches(1).await;
         gated.release(1).await;
-        for _ in 0..7 {
-            tx.send(1).await.unwrap();
-        }
-        gated.wait_for_batches(2).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        tx.send(1).await.unwrap();
-        gated.release(1).await;
+        answer_after_a_second(&tx, &mut gated, 7, 1).await;
         gated.settle().await;
         assert_eq!(gated.seen().len(), 3, "no wait after a batch of seven");
 
         // Ten answered, and nobody comes back: the wait runs out.
         gated.release(1).await;
-        for _ in 0..10 {
-            tx.send(1).await.unwrap();
-        }
-        gated.wait_for_batches(4).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        tx.send(1).await.unwrap();
-        gated.release(1).await;
+        answer_after_a_second(&tx, &mut gated, 10, 1).await;
         gated.wait_for_batches_in_time(5).await;
         // Ten again: this time the next batch leaves at once.
         gated.release(1).await;
-        for _ in 0..10 {
-            tx.send(1).await.unwrap();
-        }
-        gated.wait_for_batches(6).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        tx.send(1).await.unwrap();
-        gated.release(1).await;
+        answer_after_a_second(&tx, &mut gated, 10, 1).await;
         gated.settle().await;
         assert_eq!(gated.seen().len(), 7, "no wait right after one ran out");
         gated.release(1).await;
