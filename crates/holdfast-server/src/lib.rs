@@ -10,6 +10,7 @@ mod auth;
 mod batching;
 mod bootstrap;
 mod cluster_service;
+mod coalesce;
 pub mod config;
 mod crypto;
 pub mod error;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use holdfast_proto::v1::access_server::AccessServer;
 use holdfast_proto::v1::audit_server::AuditServer;
 use holdfast_proto::v1::cluster_server::ClusterServer;
@@ -25,6 +25,7 @@ use crate::audit::Auditor;
 use crate::auth::Authorizer;
 use crate::bootstrap;
 use crate::cluster_service::ClusterService;
+use crate::coalesce::Coalesced;
 use crate::config::NodeConfig;
 use crate::crypto::Crypto;
 use crate::error::ServerError;
@@ -325,7 +326,9 @@ async fn serve(
             // tonic applies `tcp_nodelay` only to listeners it binds itself; with a
             // listener handed in, Nagle stays on and replies stall ~40 ms on delayed
             // ACKs (measured: 20 → 960 linearizable gets/s with one client).
-            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map(|accepted| accepted.map(Coalesced::new));
             router.serve_with_incoming_shutdown(incoming, stop).boxed()
         }
         Transport::Tls(tls, handshakes) => {

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::coalesce::Coalesced;
 use crate::tls::TlsState;
 
 /// A client that has not finished its handshake by then is dropped: it holds
@@ -41,18 +42,22 @@ impl HandshakeStats {
     }
 }
 
-/// Accepts on `listener` until shutdown and yields TLS streams. tonic reads
-/// the peer certificates of a `TlsStream<TcpStream>` into each request,
-/// which is what `peer_identity` reads.
+/// Accepts on `listener` until shutdown and yields TLS streams, each writing
+/// once per flush. tonic reads the peer certificates of a
+/// `TlsStream<TcpStream>` into each request, which is what `peer_identity`
+/// reads.
 pub(crate) fn incoming(
     listener: TcpListener,
     tls: Arc<TlsState>,
     stats: Arc<HandshakeStats>,
     shutdown: watch::Receiver<bool>,
-) -> impl Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
+) -> impl Stream<Item = Result<Coalesced<TlsStream<TcpStream>>, std::io::Error>> {
     let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE_MAX);
     tokio::spawn(accept_loop(listener, tls, stats, ready_tx, shutdown));
-    futures::stream::unfold(ready_rx, |mut rx| async move { rx.recv().await.map(|stream| (Ok(stream), rx)) })
+    futures::stream::unfold(
+        ready_rx,
+        |mut rx| async move { rx.recv().await.map(|stream| (Ok(Coalesced::new(stream)), rx)) },
+    )
 }
 
 async fn accept_loop(
