@@ -31,6 +31,7 @@
 mod access_api;
 mod client;
 mod cluster_api;
+mod dial;
 mod endpoint;
 mod error;
 mod keys_api;

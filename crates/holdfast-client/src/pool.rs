@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use crate::dial::Dialer;
 use crate::endpoint::normalize_endpoint_for;
 use crate::error::ClientError;
 use crate::tls::ClientTls;
@@ -25,6 +26,7 @@ pub(crate) struct Target {
 struct Slot {
     url: String,
     endpoint: Endpoint,
+    dialer: Dialer,
     /// Made on first use: `connect_lazy` spawns onto the tokio runtime, which
     /// a caller building the client outside a runtime does not have.
     channel: Option<Channel>,
@@ -51,6 +53,7 @@ pub(crate) struct Pool {
 struct Settings {
     connect_timeout: Duration,
     tls: Option<ClientTls>,
+    dialer: Dialer,
 }
 
 impl Settings {
@@ -65,7 +68,8 @@ impl Pool {
         connect_timeout: Duration,
         tls: Option<ClientTls>,
     ) -> Result<Self, ClientError> {
-        let settings = Settings { connect_timeout, tls };
+        let rustls = tls.as_ref().map(ClientTls::rustls_config).transpose()?;
+        let settings = Settings { connect_timeout, tls, dialer: Dialer::new(rustls) };
         let mut state = State { slots: Vec::new(), leader: None, cursor: 0 };
         for raw in endpoints {
             let url = settings.normalize(raw)?;
@@ -92,6 +96,7 @@ impl Pool {
         let existing = self.lock().slots.iter().find(|slot| slot.url == url).map(|slot| Slot {
             url: slot.url.clone(),
             endpoint: slot.endpoint.clone(),
+            dialer: slot.dialer.clone(),
             channel: slot.channel.clone(),
         });
         let slot = match existing {
@@ -166,17 +171,16 @@ fn new_slot(url: String, settings: &Settings) -> Result<Slot, ClientError> {
         endpoint: url.clone(),
         reason: std::error::Error::source(&err).map_or_else(|| err.to_string(), |s| s.to_string()),
     };
-    let mut endpoint = Endpoint::from_shared(url.clone())
-        .map_err(invalid)?
-        .connect_timeout(settings.connect_timeout)
-        // Requests are small and latency-bound; Nagle only adds delay.
-        .tcp_nodelay(true);
-    if let Some(tls) = &settings.tls {
-        // The server name checked is the endpoint's host, so a leader hint
-        // is verified like any endpoint the user gave.
-        endpoint = endpoint.tls_config(tls.config()).map_err(invalid)?;
-    }
-    Ok(Slot { url, endpoint, channel: None })
+    // The dialer does the TLS (tonic would refuse an `https://` endpoint
+    // it does not secure itself); the server name it checks is the
+    // endpoint's host, so a leader hint is verified like any endpoint the
+    // user gave.
+    let dialled = match url.strip_prefix("https://") {
+        Some(authority) => format!("http://{authority}"),
+        None => url.clone(),
+    };
+    let endpoint = Endpoint::from_shared(dialled).map_err(invalid)?.connect_timeout(settings.connect_timeout);
+    Ok(Slot { url, endpoint, dialer: settings.dialer.clone(), channel: None })
 }
 
 fn index_or_insert(state: &mut State, url: String, settings: &Settings) -> Result<usize, ClientError> {
@@ -195,7 +199,8 @@ fn index_or_insert(state: &mut State, url: String, settings: &Settings) -> Resul
 
 fn target(state: &mut State, index: usize) -> Target {
     let slot = &mut state.slots[index];
-    let channel = slot.channel.get_or_insert_with(|| slot.endpoint.connect_lazy()).clone();
+    let channel =
+        slot.channel.get_or_insert_with(|| slot.endpoint.connect_with_connector_lazy(slot.dialer.clone())).clone();
     Target { index, url: slot.url.clone(), channel }
 }
 

@@ -4,9 +4,12 @@
 //! their advertised host, `localhost` and `127.0.0.1`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::endpoint::normalize_endpoint_for;
@@ -84,6 +87,30 @@ impl ClientTls {
         ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
             .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+    }
+
+    /// The rustls settings the client dials nodes with (`dial.rs`): these
+    /// CAs as the only roots, this certificate and key presented, HTTP/2
+    /// by ALPN; a node is verified under the host dialled.
+    pub(crate) fn rustls_config(&self) -> Result<Arc<ClientConfig>, ClientError> {
+        let tls_error = |what: &str, e: &dyn std::fmt::Display| ClientError::Tls(format!("{what}: {e}"));
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            let cert = cert.map_err(|e| tls_error("CA is not valid PEM", &e))?;
+            roots.add(cert).map_err(|e| tls_error("CA certificate cannot be used", &e))?;
+        }
+        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| tls_error("certificate is not valid PEM", &e))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|e| tls_error("no usable private key", &e))?;
+        let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_error("TLS versions", &e))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| tls_error("certificate and key cannot be used together", &e))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
     }
 
     /// A tonic endpoint for one node (`host:port` or `https://host:port`)

@@ -1,7 +1,10 @@
-//! Generated gRPC code for the holdfast v1 API (generated code only).
+//! The wire of the holdfast v1 API: generated gRPC code, and the
+//! connection wrapper both ends write through ([`coalesce`]).
 //!
-//! Everything here comes from `proto/holdfast/v1/*.proto`; conversions to
-//! domain types live in the crates that use it, never here.
+//! Everything in [`v1`] comes from `proto/holdfast/v1/*.proto`;
+//! conversions to domain types live in the crates that use it, never here.
+
+pub mod coalesce;
 
 /// Package `holdfast.v1`: the Registry, Cluster, Access, Audit and Raft services, with both
 /// client and server stubs.

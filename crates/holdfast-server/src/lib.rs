@@ -10,7 +10,6 @@ mod auth;
 mod batching;
 mod bootstrap;
 mod cluster_service;
-mod coalesce;
 pub mod config;
 mod crypto;
 pub mod error;

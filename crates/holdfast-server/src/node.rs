@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use holdfast_proto::coalesce::Coalesced;
 use holdfast_proto::v1::access_server::AccessServer;
 use holdfast_proto::v1::audit_server::AuditServer;
 use holdfast_proto::v1::cluster_server::ClusterServer;
@@ -25,7 +26,6 @@ use crate::audit::Auditor;
 use crate::auth::Authorizer;
 use crate::bootstrap;
 use crate::cluster_service::ClusterService;
-use crate::coalesce::Coalesced;
 use crate::config::NodeConfig;
 use crate::crypto::Crypto;
 use crate::error::ServerError;

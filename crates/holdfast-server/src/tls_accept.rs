@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use holdfast_proto::coalesce::Coalesced;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::coalesce::Coalesced;
 use crate::tls::TlsState;
 
 /// A client that has not finished its handshake by then is dropped: it holds
