@@ -6,7 +6,12 @@
 //! tonic dials `http://` endpoints through this connector; for a TLS
 //! client the endpoint it is given is the `https://` one rewritten to
 //! `http://` (tonic refuses `https://` unless it does the TLS itself), and
-//! the TLS happens here, verified under the endpoint's host as before.
+//! the TLS happens here, verified under the endpoint's host as before. So
+//! requests carry `:scheme: http` over TLS; nodes do not read it.
+//!
+//! A host name is resolved and its addresses tried in turn, each until it
+//! connects or fails; the endpoint's connect timeout bounds the whole dial
+//! (TCP and TLS).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -50,7 +55,13 @@ impl Dialer {
             None => Conn::Plain(tcp),
             Some(config) => {
                 let name = ServerName::try_from(host)?;
-                Conn::Tls(Box::new(TlsConnector::from(config).connect(name, tcp).await?))
+                let tls = TlsConnector::from(config).connect(name, tcp).await?;
+                // As tonic does: a server that does not agree to HTTP/2 is
+                // refused here, before any request is sent to it.
+                if tls.get_ref().1.alpn_protocol() != Some(b"h2".as_slice()) {
+                    return Err(format!("{uri} did not agree to HTTP/2 in the TLS handshake").into());
+                }
+                Conn::Tls(Box::new(tls))
             }
         };
         Ok(TokioIo::new(Coalesced::new(conn)))

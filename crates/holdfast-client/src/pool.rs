@@ -27,7 +27,7 @@ struct Slot {
     url: String,
     endpoint: Endpoint,
     dialer: Dialer,
-    /// Made on first use: `connect_lazy` spawns onto the tokio runtime, which
+    /// Made on first use: `connect_with_connector_lazy` spawns onto the tokio runtime, which
     /// a caller building the client outside a runtime does not have.
     channel: Option<Channel>,
 }

@@ -81,8 +81,9 @@ impl ClientTls {
         Ok(())
     }
 
-    /// tonic's TLS settings for these files; the server name comes from the
-    /// endpoint's host.
+    /// tonic's TLS settings for these files, for [`ClientTls::endpoint`]
+    /// (the client itself dials with [`ClientTls::rustls_config`]); the
+    /// server name comes from the endpoint's host.
     pub(crate) fn config(&self) -> ClientTlsConfig {
         ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))

@@ -158,7 +158,11 @@ mod tests {
         conn.write_all(&[1u8; 10]).await.unwrap();
         conn.write_all(&vec![2u8; BUFFER_BYTES * 2]).await.unwrap();
         let mut got = vec![0u8; 10 + BUFFER_BYTES * 2];
-        far.read_exact(&mut got).await.unwrap();
+        // Held back, the bytes would never come: fail instead of hanging.
+        tokio::time::timeout(std::time::Duration::from_secs(10), far.read_exact(&mut got))
+            .await
+            .expect("the large write was held back")
+            .unwrap();
         assert!(got[..10].iter().all(|b| *b == 1));
         assert!(got[10..].iter().all(|b| *b == 2));
     }

@@ -43,9 +43,9 @@ impl HandshakeStats {
 }
 
 /// Accepts on `listener` until shutdown and yields TLS streams, each writing
-/// once per flush. tonic reads the peer certificates of a
-/// `TlsStream<TcpStream>` into each request, which is what `peer_identity`
-/// reads.
+/// once per burst. tonic reads the peer certificates of a
+/// `TlsStream<TcpStream>` (through the wrapper's `Connected`) into each
+/// request, which is what `peer_identity` reads.
 pub(crate) fn incoming(
     listener: TcpListener,
     tls: Arc<TlsState>,

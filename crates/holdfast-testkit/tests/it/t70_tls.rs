@@ -118,6 +118,24 @@ async fn callers_without_a_valid_certificate_are_refused_and_change_nothing() ->
     cluster.shutdown().await
 }
 
+/// The client verifies the node: with a certificate the nodes accept but
+/// only a rogue CA trusted, it refuses every node before sending anything,
+/// and says the write was not applied.
+#[tokio::test]
+async fn a_client_refuses_nodes_its_cas_do_not_vouch_for() -> anyhow::Result<()> {
+    let cluster = TestCluster::start_tls_with(REGIONS, |_| {}).await?;
+    cluster.wait_for_leader(LEADER_TIMEOUT).await?;
+    let admin = cluster.client_tls("admin")?.expect("tls");
+    let rogue = Ca::generate("rogue ca")?;
+    let misled = ClientTls { ca_pem: rogue.cert_pem().as_bytes().to_vec(), ..admin };
+    let client = one_shot(cluster.endpoints(), Some(misled))?;
+    let error = client.put("population", "UA-777", "unsent", opts("misled")).await.expect_err("a node was trusted");
+    assert_eq!(error.outcome(), holdfast_client::Outcome::NotApplied, "{error}");
+    let trusted = cluster.client_builder()?.build()?;
+    assert!(trusted.get("population", "UA-777", ReadOptions::default()).await?.is_none(), "nothing was written");
+    cluster.shutdown().await
+}
+
 #[tokio::test]
 async fn a_client_certificate_cannot_speak_raft() -> anyhow::Result<()> {
     let cluster = TestCluster::start_tls_with(REGIONS, |_| {}).await?;
