@@ -54,12 +54,12 @@ impl Dialer {
         let conn = match self.tls {
             None => Conn::Plain(tcp),
             Some(config) => {
-                let name = ServerName::try_from(host)?;
+                let name = ServerName::try_from(host.clone())?;
                 let tls = TlsConnector::from(config).connect(name, tcp).await?;
                 // As tonic does: a server that does not agree to HTTP/2 is
                 // refused here, before any request is sent to it.
                 if tls.get_ref().1.alpn_protocol() != Some(b"h2".as_slice()) {
-                    return Err(format!("{uri} did not agree to HTTP/2 in the TLS handshake").into());
+                    return Err(format!("{host}:{port} did not agree to HTTP/2 in the TLS handshake").into());
                 }
                 Conn::Tls(Box::new(tls))
             }

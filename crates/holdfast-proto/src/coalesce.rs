@@ -30,7 +30,7 @@ const BUFFER_BYTES: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct Coalesced<T> {
     inner: BufWriter<T>,
-    /// A flush was put off once to let other answers join it.
+    /// A flush was put off once to let other tasks' frames join it.
     deferred: bool,
 }
 
@@ -74,8 +74,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
     }
 
     /// Puts off a flush with bytes to send once: the connection's task
-    /// goes to the back of the runtime's queue, behind the requests whose
-    /// answers are ready to join it, and flushes when it is polled again.
+    /// goes to the back of the runtime's queue, behind the tasks whose
+    /// frames (answers, or a client's requests) are ready to join it, and
+    /// flushes when it is polled again.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.deferred && !self.inner.buffer().is_empty() {
             self.deferred = true;
