@@ -26,7 +26,6 @@ pub(crate) struct Target {
 struct Slot {
     url: String,
     endpoint: Endpoint,
-    dialer: Dialer,
     /// Made on first use: `connect_with_connector_lazy` spawns onto the tokio runtime, which
     /// a caller building the client outside a runtime does not have.
     channel: Option<Channel>,
@@ -96,7 +95,6 @@ impl Pool {
         let existing = self.lock().slots.iter().find(|slot| slot.url == url).map(|slot| Slot {
             url: slot.url.clone(),
             endpoint: slot.endpoint.clone(),
-            dialer: slot.dialer.clone(),
             channel: slot.channel.clone(),
         });
         let slot = match existing {
@@ -121,7 +119,7 @@ impl Pool {
             Some(leader) if prefer_leader => leader,
             _ => state.cursor % state.slots.len(),
         };
-        target(&mut state, index)
+        target(&mut state, index, &self.settings.dialer)
     }
 
     /// Remembers the endpoint that just served a leader-only call.
@@ -180,7 +178,7 @@ fn new_slot(url: String, settings: &Settings) -> Result<Slot, ClientError> {
         None => url.clone(),
     };
     let endpoint = Endpoint::from_shared(dialled).map_err(invalid)?.connect_timeout(settings.connect_timeout);
-    Ok(Slot { url, endpoint, dialer: settings.dialer.clone(), channel: None })
+    Ok(Slot { url, endpoint, channel: None })
 }
 
 fn index_or_insert(state: &mut State, url: String, settings: &Settings) -> Result<usize, ClientError> {
@@ -197,10 +195,9 @@ fn index_or_insert(state: &mut State, url: String, settings: &Settings) -> Resul
     Ok(state.slots.len() - 1)
 }
 
-fn target(state: &mut State, index: usize) -> Target {
+fn target(state: &mut State, index: usize, dialer: &Dialer) -> Target {
     let slot = &mut state.slots[index];
-    let channel =
-        slot.channel.get_or_insert_with(|| slot.endpoint.connect_with_connector_lazy(slot.dialer.clone())).clone();
+    let channel = slot.channel.get_or_insert_with(|| slot.endpoint.connect_with_connector_lazy(dialer.clone())).clone();
     Target { index, url: slot.url.clone(), channel }
 }
 

@@ -436,16 +436,34 @@ mod tests {
         gated.release(1).await;
     }
 
-    /// Runs the loop until a batch of ten commits for a (virtual) second
-    /// and two more items queue behind it, then answers the ten.
-    async fn ten_answered_two_queued(tx: &mpsc::Sender<usize>, gated: &mut Gated) {
+    /// A lone item leaves, commits and is answered: a batch of one, too
+    /// small to regroup after, so the next items leave as they come.
+    async fn lone_item_answered(tx: &mpsc::Sender<usize>, gated: &mut Gated) {
         tx.send(1).await.unwrap();
         gated.wait_for_batches(1).await;
         gated.release(1).await;
-        // A batch of one is too small to regroup after: the ten leave as
-        // they come.
+    }
+
+    /// Runs the loop until a batch of ten commits for a (virtual) second
+    /// and two more items queue behind it, then answers the ten.
+    async fn ten_answered_two_queued(tx: &mpsc::Sender<usize>, gated: &mut Gated) {
+        lone_item_answered(tx, gated).await;
         answer_after_a_second(tx, gated, 10, 2).await;
         assert_eq!(gated.seen()[1], vec![1; 10]);
+    }
+
+    /// How long after the ten were answered the two queued items left,
+    /// alone, when none of the ten came back.
+    async fn two_queued_leave_after(limits: Limits) -> Duration {
+        let (tx, rx) = mpsc::channel::<usize>(1024);
+        let mut gated = Gated::start(rx, limits);
+        ten_answered_two_queued(&tx, &mut gated).await;
+        let answered = tokio::time::Instant::now();
+        gated.wait_for_batches_in_time(3).await;
+        assert_eq!(gated.seen()[2], vec![1, 1]);
+        let waited = answered.elapsed();
+        gated.release(1).await;
+        waited
     }
 
     /// Callers answered together and sending again join the callers that
@@ -473,16 +491,9 @@ mod tests {
     /// `wait_max` in all.
     #[tokio::test(start_paused = true)]
     async fn a_regrouping_batch_waits_at_most_the_wait_max() {
-        let (tx, rx) = mpsc::channel::<usize>(1024);
-        let mut gated = Gated::start(rx, Limits { wait_max: Duration::from_millis(300), ..roomy() });
-        ten_answered_two_queued(&tx, &mut gated).await;
-        let answered = tokio::time::Instant::now();
-        gated.wait_for_batches_in_time(3).await;
-        assert_eq!(gated.seen()[2], vec![1, 1]);
-        let waited = answered.elapsed();
+        let waited = two_queued_leave_after(Limits { wait_max: Duration::from_millis(300), ..roomy() }).await;
         assert!(waited >= Duration::from_millis(250), "left after {waited:?}");
         assert!(waited < Duration::from_millis(900), "waited {waited:?}, past the wait_max");
-        gated.release(1).await;
     }
 
     /// After a batch of fewer than `REGROUP_MIN_ITEMS`, and for
@@ -493,9 +504,7 @@ mod tests {
         let (tx, rx) = mpsc::channel::<usize>(1024);
         let mut gated = Gated::start(rx, roomy());
         // Seven answered after a (virtual) second: the next one leaves at once.
-        tx.send(1).await.unwrap();
-        gated.wait_for_batches(1).await;
-        gated.release(1).await;
+        lone_item_answered(&tx, &mut gated).await;
         answer_after_a_second(&tx, &mut gated, 7, 1).await;
         gated.settle().await;
         assert_eq!(gated.seen().len(), 3, "no wait after a batch of seven");
@@ -515,16 +524,9 @@ mod tests {
     /// The wait lasts at most as long as the answered batch took to commit.
     #[tokio::test(start_paused = true)]
     async fn a_regrouping_batch_leaves_when_its_wait_runs_out() {
-        let (tx, rx) = mpsc::channel::<usize>(1024);
-        let mut gated = Gated::start(rx, roomy());
-        ten_answered_two_queued(&tx, &mut gated).await;
-        let answered = tokio::time::Instant::now();
-        gated.wait_for_batches_in_time(3).await;
-        assert_eq!(gated.seen()[2], vec![1, 1]);
-        let waited = answered.elapsed();
+        let waited = two_queued_leave_after(roomy()).await;
         assert!(waited >= Duration::from_millis(900), "left after {waited:?}, before its wait ran out");
         assert!(waited < Duration::from_secs(2), "waited {waited:?}, longer than the answered commit took");
-        gated.release(1).await;
     }
 
     /// A batch that is not full stops waiting for a stuck commit after
