@@ -33,6 +33,10 @@ pub struct Measurement {
     /// WAL syncs (fsyncs) of all server processes per 1,000 ops, from
     /// their metrics; `None` when they were not read.
     pub wal_syncs_per_kop: Option<f64>,
+    /// The load generator's own CPU per 1,000 ops (it shares the cores).
+    pub client_cpu_secs_per_kop: Option<f64>,
+    /// The share of the machine's CPU time left idle during the window.
+    pub idle_percent: Option<f64>,
 }
 
 fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
@@ -60,6 +64,8 @@ impl Measurement {
             max_ms: histogram.max() as f64 / 1000.0,
             cpu_secs_per_kop: per_kop(spent.cpu_secs),
             wal_syncs_per_kop: per_kop(spent.wal_syncs),
+            client_cpu_secs_per_kop: per_kop(spent.client_cpu_secs),
+            idle_percent: spent.idle_percent(),
         }
     }
 }
@@ -115,14 +121,17 @@ pub struct Report {
     pub comparisons: Vec<Comparison>,
 }
 
-const HEADER: &str = "workload clients target        ops/s    p50 ms   p99 ms p99.9 ms  cpu s/kop syncs/kop  errors";
+const HEADER: &str = "workload clients target        ops/s    p50 ms   p99 ms p99.9 ms  cpu s/kop syncs/kop  errors  \
+                      client cpu s/kop  idle %";
 
 fn row(out: &mut String, m: &Measurement) {
     let cpu = m.cpu_secs_per_kop.map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
     let syncs = m.wal_syncs_per_kop.map_or_else(|| "-".to_owned(), |s| format!("{s:.0}"));
+    let client_cpu = m.client_cpu_secs_per_kop.map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
+    let idle = m.idle_percent.map_or_else(|| "-".to_owned(), |i| format!("{i:.0}"));
     let _ = writeln!(
         out,
-        "{:<8} {:>7} {:<8} {:>10.0} {:>9.2} {:>8.2} {:>8.2} {:>10} {:>9} {:>7}",
+        "{:<8} {:>7} {:<8} {:>10.0} {:>9.2} {:>8.2} {:>8.2} {:>10} {:>9} {:>7} {:>17} {:>7}",
         m.workload.to_string(),
         m.clients,
         m.target.to_string(),
@@ -132,7 +141,9 @@ fn row(out: &mut String, m: &Measurement) {
         m.p999_ms,
         cpu,
         syncs,
-        m.errors
+        m.errors,
+        client_cpu,
+        idle
     );
 }
 

@@ -268,21 +268,71 @@ pub struct ServerProbe {
     pub sync_counter: &'static str,
 }
 
-/// What the servers had spent by one moment (or between two).
+/// What the servers had spent by one moment (or between two), with the
+/// load generator's own CPU and the machine's idle time beside it: the
+/// load generator shares the cores, and a cluster that leaves cores idle
+/// is waiting (on disks, on round trips), not short of CPU.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Spent {
     /// `None` without pids.
     pub cpu_secs: Option<f64>,
     /// `None` without metrics addresses, or when a server did not answer.
     pub wal_syncs: Option<f64>,
+    /// CPU seconds of this process (the load generator); `None` if
+    /// `/proc/self/stat` is unreadable.
+    pub client_cpu_secs: Option<f64>,
+    /// Ticks all CPUs spent idle (iowait included), and in all; `None` if
+    /// `/proc/stat` is unreadable.
+    pub machine_ticks: Option<MachineTicks>,
+}
+
+/// Ticks from `/proc/stat`'s `cpu` line, summed over every CPU.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MachineTicks {
+    pub idle: u64,
+    pub total: u64,
 }
 
 impl Spent {
     /// What was spent from `self` until `later`.
     pub fn until(&self, later: &Spent) -> Spent {
         let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
-        Spent { cpu_secs: delta(self.cpu_secs, later.cpu_secs), wal_syncs: delta(self.wal_syncs, later.wal_syncs) }
+        Spent {
+            cpu_secs: delta(self.cpu_secs, later.cpu_secs),
+            wal_syncs: delta(self.wal_syncs, later.wal_syncs),
+            client_cpu_secs: delta(self.client_cpu_secs, later.client_cpu_secs),
+            machine_ticks: self.machine_ticks.zip(later.machine_ticks).map(|(a, b)| MachineTicks {
+                idle: b.idle.saturating_sub(a.idle),
+                total: b.total.saturating_sub(a.total),
+            }),
+        }
     }
+
+    /// The share of all CPUs' time spent idle, in percent.
+    pub fn idle_percent(&self) -> Option<f64> {
+        self.machine_ticks.filter(|t| t.total > 0).map(|t| t.idle as f64 * 100.0 / t.total as f64)
+    }
+
+    /// What the load generator and the machine had spent by now.
+    fn here(cpu_secs: Option<f64>, wal_syncs: Option<f64>) -> Spent {
+        let client_cpu_secs = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|stat| parse_cpu_ticks(&stat))
+            .map(|ticks| ticks as f64 / CLOCK_TICKS_PER_SEC);
+        let machine_ticks = std::fs::read_to_string("/proc/stat").ok().and_then(|stat| parse_machine_ticks(&stat));
+        Spent { cpu_secs, wal_syncs, client_cpu_secs, machine_ticks }
+    }
+}
+
+/// Idle (idle + iowait) and total ticks from `/proc/stat`'s first line:
+/// `cpu user nice system idle iowait irq softirq steal [guest guest_nice]`
+/// (guest time is already counted in user).
+fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
+    let line = stat.lines().next()?;
+    let mut fields = line.split_whitespace();
+    (fields.next()? == "cpu").then_some(())?;
+    let ticks: Vec<u64> = fields.take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    (ticks.len() == 8).then(|| MachineTicks { idle: ticks[3] + ticks[4], total: ticks.iter().sum() })
 }
 
 impl ServerProbe {
@@ -293,13 +343,13 @@ impl ServerProbe {
     /// left out, with a warning).
     pub async fn read_at_start(&self) -> anyhow::Result<Spent> {
         let wal_syncs = self.wal_syncs().await;
-        Ok(Spent { cpu_secs: cpu_seconds(&self.pids)?, wal_syncs })
+        Ok(Spent::here(cpu_seconds(&self.pids)?, wal_syncs))
     }
 
     /// The same when the window closes: CPU first.
     pub async fn read_at_end(&self) -> anyhow::Result<Spent> {
-        let cpu_secs = cpu_seconds(&self.pids)?;
-        Ok(Spent { cpu_secs, wal_syncs: self.wal_syncs().await })
+        let spent = Spent::here(cpu_seconds(&self.pids)?, None);
+        Ok(Spent { wal_syncs: self.wal_syncs().await, ..spent })
     }
 
     async fn wal_syncs(&self) -> Option<f64> {
@@ -414,7 +464,7 @@ pub fn etcd_version(binary: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{counter_value, parse_cpu_ticks};
+    use super::{counter_value, parse_cpu_ticks, parse_machine_ticks, MachineTicks, Spent};
 
     #[test]
     fn counters_are_read_by_exact_name_without_labels() {
@@ -430,5 +480,23 @@ mod tests {
         let stat = "1234 (holdfast (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 1 2 3";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn machine_idle_counts_iowait_and_leaves_guest_time_out() {
+        let stat = "cpu  100 5 50 800 40 3 2 0 7 0\ncpu0 50 2 25 400 20 1 1 0 3 0\n";
+        assert_eq!(parse_machine_ticks(stat), Some(MachineTicks { idle: 840, total: 1000 }));
+        assert_eq!(parse_machine_ticks("cpu 1 2 3\n"), None);
+        assert_eq!(parse_machine_ticks("intr 5\n"), None);
+        let at = |idle, total| Spent {
+            cpu_secs: None,
+            wal_syncs: None,
+            client_cpu_secs: Some(1.0),
+            machine_ticks: Some(MachineTicks { idle, total }),
+        };
+        let window = at(840, 1000).until(&at(940, 1400));
+        assert_eq!(window.idle_percent(), Some(25.0));
+        assert_eq!(window.client_cpu_secs, Some(0.0));
+        assert_eq!(at(5, 5).until(&at(5, 5)).idle_percent(), None, "an empty window has no share");
     }
 }

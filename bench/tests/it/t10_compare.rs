@@ -46,6 +46,10 @@ fn compare_runs_both_targets_and_reports() {
             assert!(measurement["ops"].as_u64().is_some_and(|ops| ops > 0), "{target} did no {workload}: {text}");
             assert!(measurement["p99_ms"].as_f64().is_some(), "{text}");
             assert!(measurement["cpu_secs_per_kop"].as_f64().is_some(), "{text}");
+            let client_cpu = measurement["client_cpu_secs_per_kop"].as_f64().expect("the load generator's CPU");
+            assert!(client_cpu > 0.0, "{target} {workload}: the load generator spent no CPU: {text}");
+            let idle = measurement["idle_percent"].as_f64().expect("the machine's idle share");
+            assert!((0.0..=100.0).contains(&idle), "{target} {workload}: idle {idle} %: {text}");
             // Every put is synced, and so is a holdfast get's strict audit
             // event; an etcd get writes nothing.
             let syncs = measurement["wal_syncs_per_kop"].as_f64().expect("WAL syncs are read off the metrics");
