@@ -239,6 +239,12 @@ pub struct StoreOptions {
     /// while the memtables of the one before are still being flushed. 0:
     /// one growing file, flushed only when a memtable fills.
     pub wal_file_bytes: u64,
+    /// How many bytes per second memtable flushes and compactions may
+    /// write, 0 for no limit. A flush writes a whole memtable at once, and
+    /// the sync that ends it queues every WAL sync behind tens of MB on a
+    /// disk the log shares; a limit spreads those writes out, at the price
+    /// of compaction falling behind if writes stay above it for long.
+    pub background_write_bytes_per_sec: u64,
 }
 
 /// Default for [`StoreOptions::wal_file_bytes`]: the size of a memtable.
@@ -246,7 +252,7 @@ const WAL_FILE_BYTES_DEFAULT: u64 = 64 << 20;
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { wal_file_bytes: WAL_FILE_BYTES_DEFAULT }
+        Self { wal_file_bytes: WAL_FILE_BYTES_DEFAULT, background_write_bytes_per_sec: 0 }
     }
 }
 
@@ -254,9 +260,13 @@ impl StoreOptions {
     /// 1 MiB WAL files: a store that costs little to create (tests, small
     /// machines), whose WAL files turn over and are recycled often.
     pub fn small() -> Self {
-        Self { wal_file_bytes: 1 << 20 }
+        Self { wal_file_bytes: 1 << 20, background_write_bytes_per_sec: 0 }
     }
 }
+
+/// How often the background write limit hands out its allowance (RocksDB's
+/// default): a flush waits at most this long for more.
+const BACKGROUND_WRITE_REFILL_US: i64 = 100_000;
 
 /// How many spent WAL files RocksDB keeps to write the next ones into (one
 /// is enough while a memtable flush takes less time than filling a file).
@@ -354,6 +364,10 @@ impl Store {
         opts.set_max_background_jobs(2);
         // Hashed memtables take one writer at a time.
         opts.set_allow_concurrent_memtable_write(false);
+        if options.background_write_bytes_per_sec > 0 {
+            let rate = i64::try_from(options.background_write_bytes_per_sec).unwrap_or(i64::MAX);
+            opts.set_ratelimiter(rate, BACKGROUND_WRITE_REFILL_US, 10);
+        }
         if options.wal_file_bytes > 0 {
             opts.set_recycle_log_file_num(WAL_FILES_RECYCLED);
             opts.set_max_total_wal_size(options.wal_file_bytes);
@@ -791,11 +805,38 @@ pub(crate) mod tests {
         }
     }
 
+    /// A background write limit reaches RocksDB (its options file names
+    /// the rate limiter only when one is set), and a store under it still
+    /// flushes and reopens with its data.
+    #[test]
+    fn a_background_write_limit_is_set_only_when_asked_for() {
+        let limited = tempfile::tempdir().unwrap();
+        let options = StoreOptions { background_write_bytes_per_sec: 8 << 20, ..StoreOptions::small() };
+        {
+            let store = Store::open(limited.path(), &options).unwrap();
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.cf(CF_LOG), log_key(1), vec![7u8; 1 << 20]);
+            store.write_synced(batch).unwrap();
+            store.db.flush_cf(store.cf(CF_LOG)).unwrap();
+        }
+        let store = Store::open(limited.path(), &options).unwrap();
+        assert_eq!(store.db.get_cf(store.cf(CF_LOG), log_key(1)).unwrap(), Some(vec![7u8; 1 << 20]));
+        let info_log = |dir: &Path| std::fs::read_to_string(dir.join("db").join("LOG")).unwrap();
+        let limiter_line = |log: String| {
+            log.lines().find(|l| l.contains("Options.rate_limiter:")).map(str::to_owned).unwrap_or_default()
+        };
+        assert!(!limiter_line(info_log(limited.path())).ends_with("(nil)"), "{}", info_log(limited.path()));
+        let unlimited = tempfile::tempdir().unwrap();
+        drop(Store::open(unlimited.path(), &StoreOptions::small()).unwrap());
+        let line = limiter_line(info_log(unlimited.path()));
+        assert!(line.ends_with("(nil)"), "no limiter unless asked: {line:?}");
+    }
+
     /// With WAL files of 0 bytes nothing is prepared or recycled.
     #[test]
     fn a_store_without_wal_file_size_grows_one_file() {
         let dir = tempfile::tempdir().unwrap();
-        drop(Store::open(dir.path(), &StoreOptions { wal_file_bytes: 0 }).unwrap());
+        drop(Store::open(dir.path(), &StoreOptions { wal_file_bytes: 0, ..StoreOptions::small() }).unwrap());
         let info_log = std::fs::read_to_string(dir.path().join("db").join("LOG")).unwrap();
         assert_eq!(info_log.matches("reusing log").count(), 0);
     }

@@ -155,11 +155,22 @@ pub struct FileStorage {
     /// writes two spent files of this size first (about a second for 64).
     /// 0: one file that grows, no preparation.
     pub wal_file_mb: u64,
+    /// MiB per second that RocksDB's memtable flushes and compactions may
+    /// write; 0 (the default): no limit. On a disk the WAL shares with
+    /// other busy writers (several nodes or services on one virtual disk)
+    /// a limit keeps a flush's burst from queueing every WAL sync behind
+    /// it; keep it well above the node's sustained write rate, or
+    /// compaction falls behind and RocksDB slows writes down.
+    pub background_write_mb_per_s: u64,
 }
 
 impl Default for FileStorage {
     fn default() -> Self {
-        Self { wal_file_mb: StoreOptions::default().wal_file_bytes >> 20 }
+        let store = StoreOptions::default();
+        Self {
+            wal_file_mb: store.wal_file_bytes >> 20,
+            background_write_mb_per_s: store.background_write_bytes_per_sec >> 20,
+        }
     }
 }
 
@@ -281,6 +292,11 @@ impl FileConfig {
                     .wal_file_mb
                     .checked_mul(1 << 20)
                     .context("storage.wal_file_mb is too large")?,
+                background_write_bytes_per_sec: self
+                    .storage
+                    .background_write_mb_per_s
+                    .checked_mul(1 << 20)
+                    .context("storage.background_write_mb_per_s is too large")?,
             },
         };
         config.validate().context("invalid config")?;
@@ -320,6 +336,19 @@ placement = { region = "ua-kyiv" }
         let no_region = EXAMPLE.replace("region = \"ua-kyiv\"\njurisdiction", "region = \"\"\njurisdiction");
         let file: FileConfig = toml::from_str(&no_region).unwrap();
         assert!(file.to_node_config().is_err());
+    }
+
+    #[test]
+    fn storage_limits_are_in_mib_and_default_to_the_store_defaults() {
+        let file: FileConfig = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(file.to_node_config().unwrap().storage, StoreOptions::default());
+        let limited = format!("{EXAMPLE}\n[storage]\nbackground_write_mb_per_s = 48\nwal_file_mb = 16\n");
+        let storage = toml::from_str::<FileConfig>(&limited).unwrap().to_node_config().unwrap().storage;
+        assert_eq!(storage, StoreOptions { wal_file_bytes: 16 << 20, background_write_bytes_per_sec: 48 << 20 });
+        // TOML integers are i64: the largest one overflows once in bytes.
+        let huge = format!("{EXAMPLE}\n[storage]\nbackground_write_mb_per_s = {}\n", i64::MAX);
+        let err = toml::from_str::<FileConfig>(&huge).unwrap().to_node_config().unwrap_err();
+        assert!(format!("{err:#}").contains("background_write_mb_per_s is too large"), "{err:#}");
     }
 
     #[test]
