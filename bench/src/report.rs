@@ -124,11 +124,16 @@ pub struct Report {
 const HEADER: &str = "workload clients target        ops/s    p50 ms   p99 ms p99.9 ms  cpu s/kop syncs/kop  errors  \
                       client cpu s/kop  idle %";
 
+/// `value` with `decimals` places, or "-" when it was not measured.
+fn figure(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
 fn row(out: &mut String, m: &Measurement) {
-    let cpu = m.cpu_secs_per_kop.map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
-    let syncs = m.wal_syncs_per_kop.map_or_else(|| "-".to_owned(), |s| format!("{s:.0}"));
-    let client_cpu = m.client_cpu_secs_per_kop.map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
-    let idle = m.idle_percent.map_or_else(|| "-".to_owned(), |i| format!("{i:.0}"));
+    let cpu = figure(m.cpu_secs_per_kop, 3);
+    let syncs = figure(m.wal_syncs_per_kop, 0);
+    let client_cpu = figure(m.client_cpu_secs_per_kop, 3);
+    let idle = figure(m.idle_percent, 0);
     let _ = writeln!(
         out,
         "{:<8} {:>7} {:<8} {:>10.0} {:>9.2} {:>8.2} {:>8.2} {:>10} {:>9} {:>7} {:>17} {:>7}",

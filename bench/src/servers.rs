@@ -278,8 +278,8 @@ pub struct Spent {
     pub cpu_secs: Option<f64>,
     /// `None` without metrics addresses, or when a server did not answer.
     pub wal_syncs: Option<f64>,
-    /// CPU seconds of this process (the load generator); `None` if
-    /// `/proc/self/stat` is unreadable.
+    /// CPU seconds of this process (the load generator); `None` if its
+    /// `/proc` entry is unreadable.
     pub client_cpu_secs: Option<f64>,
     /// Ticks all CPUs spent idle (iowait included), and in all; `None` if
     /// `/proc/stat` is unreadable.
@@ -315,10 +315,7 @@ impl Spent {
 
     /// What the load generator and the machine had spent by now.
     fn here(cpu_secs: Option<f64>, wal_syncs: Option<f64>) -> Spent {
-        let client_cpu_secs = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|stat| parse_cpu_ticks(&stat))
-            .map(|ticks| ticks as f64 / CLOCK_TICKS_PER_SEC);
+        let client_cpu_secs = cpu_seconds(&[std::process::id()]).ok().flatten();
         let machine_ticks = std::fs::read_to_string("/proc/stat").ok().and_then(|stat| parse_machine_ticks(&stat));
         Spent { cpu_secs, wal_syncs, client_cpu_secs, machine_ticks }
     }

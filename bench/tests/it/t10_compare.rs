@@ -48,6 +48,8 @@ fn compare_runs_both_targets_and_reports() {
             assert!(measurement["cpu_secs_per_kop"].as_f64().is_some(), "{text}");
             let client_cpu = measurement["client_cpu_secs_per_kop"].as_f64().expect("the load generator's CPU");
             assert!(client_cpu > 0.0, "{target} {workload}: the load generator spent no CPU: {text}");
+            // A share, whatever the machine did meanwhile: this checks it is
+            // there and is one.
             let idle = measurement["idle_percent"].as_f64().expect("the machine's idle share");
             assert!((0.0..=100.0).contains(&idle), "{target} {workload}: idle {idle} %: {text}");
             // Every put is synced, and so is a holdfast get's strict audit

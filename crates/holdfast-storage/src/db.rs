@@ -243,7 +243,9 @@ pub struct StoreOptions {
     /// write, 0 for no limit. A flush writes a whole memtable at once, and
     /// the sync that ends it queues every WAL sync behind tens of MB on a
     /// disk the log shares; a limit spreads those writes out, at the price
-    /// of compaction falling behind if writes stay above it for long.
+    /// of compaction falling behind if writes stay above it for long. With
+    /// a limit RocksDB also syncs table files as it writes them, every
+    /// 1 MiB, instead of all at the end.
     pub background_write_bytes_per_sec: u64,
 }
 
@@ -264,9 +266,12 @@ impl StoreOptions {
     }
 }
 
-/// How often the background write limit hands out its allowance (RocksDB's
-/// default): a flush waits at most this long for more.
+/// How often the background write limit refills its allowance (RocksDB's
+/// default, 100 ms).
 const BACKGROUND_WRITE_REFILL_US: i64 = 100_000;
+/// How often the limit serves a low-priority (compaction) request before a
+/// high-priority (flush) one, one in this many (RocksDB's default).
+const BACKGROUND_WRITE_FAIRNESS: i32 = 10;
 
 /// How many spent WAL files RocksDB keeps to write the next ones into (one
 /// is enough while a memtable flush takes less time than filling a file).
@@ -366,7 +371,7 @@ impl Store {
         opts.set_allow_concurrent_memtable_write(false);
         if options.background_write_bytes_per_sec > 0 {
             let rate = i64::try_from(options.background_write_bytes_per_sec).unwrap_or(i64::MAX);
-            opts.set_ratelimiter(rate, BACKGROUND_WRITE_REFILL_US, 10);
+            opts.set_ratelimiter(rate, BACKGROUND_WRITE_REFILL_US, BACKGROUND_WRITE_FAIRNESS);
         }
         if options.wal_file_bytes > 0 {
             opts.set_recycle_log_file_num(WAL_FILES_RECYCLED);
@@ -805,9 +810,9 @@ pub(crate) mod tests {
         }
     }
 
-    /// A background write limit reaches RocksDB (its options file names
-    /// the rate limiter only when one is set), and a store under it still
-    /// flushes and reopens with its data.
+    /// A background write limit reaches RocksDB (its info log prints the
+    /// rate limiter's address when one is set, `(nil)` when not), and a
+    /// store under it still flushes and reopens with its data.
     #[test]
     fn a_background_write_limit_is_set_only_when_asked_for() {
         let limited = tempfile::tempdir().unwrap();
@@ -825,7 +830,8 @@ pub(crate) mod tests {
         let limiter_line = |log: String| {
             log.lines().find(|l| l.contains("Options.rate_limiter:")).map(str::to_owned).unwrap_or_default()
         };
-        assert!(!limiter_line(info_log(limited.path())).ends_with("(nil)"), "{}", info_log(limited.path()));
+        let line = limiter_line(info_log(limited.path()));
+        assert!(line.contains("0x"), "a limiter when asked: {line:?}");
         let unlimited = tempfile::tempdir().unwrap();
         drop(Store::open(unlimited.path(), &StoreOptions::small()).unwrap());
         let line = limiter_line(info_log(unlimited.path()));
