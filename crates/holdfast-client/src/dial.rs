@@ -20,12 +20,12 @@ use std::task::{Context, Poll};
 
 use holdfast_proto::coalesce::Coalesced;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
+use tokio_util::either::Either;
 use tonic::codegen::http::Uri;
 use tonic::codegen::Service;
 
@@ -52,7 +52,7 @@ impl Dialer {
         // Requests are small and latency-bound; Nagle only adds delay.
         tcp.set_nodelay(true)?;
         let conn = match self.tls {
-            None => Conn::Plain(tcp),
+            None => Either::Left(tcp),
             Some(config) => {
                 let name = ServerName::try_from(host.clone())?;
                 let tls = TlsConnector::from(config).connect(name, tcp).await?;
@@ -61,7 +61,7 @@ impl Dialer {
                 if tls.get_ref().1.alpn_protocol() != Some(b"h2".as_slice()) {
                     return Err(format!("{host}:{port} did not agree to HTTP/2 in the TLS handshake").into());
                 }
-                Conn::Tls(Box::new(tls))
+                Either::Right(Box::new(tls))
             }
         };
         Ok(TokioIo::new(Coalesced::new(conn)))
@@ -83,57 +83,4 @@ impl Service<Uri> for Dialer {
 }
 
 /// A dialled connection, plaintext or TLS.
-pub(crate) enum Conn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Conn::Plain(s) => s.is_write_vectored(),
-            Conn::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+pub(crate) type Conn = Either<TcpStream, Box<TlsStream<TcpStream>>>;
