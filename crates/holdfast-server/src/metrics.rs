@@ -90,8 +90,11 @@ impl NodeMetrics {
 
     /// Counts leader changes until shutdown. A scrape only sees the current
     /// leader, so flapping between scrapes would otherwise go unnoticed.
+    /// Watches the server metrics (leader, state, membership), which change
+    /// only with them: the full metrics change with every entry, and
+    /// waking on each would wake this task on every write.
     pub async fn count_leader_changes(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.raft.server_metrics();
         let mut leader = metrics.borrow_watched().current_leader;
         loop {
             tokio::select! {

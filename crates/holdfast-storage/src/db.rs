@@ -15,7 +15,7 @@ use rocksdb::{
 use holdfast_types::limits::REQUEST_IDS_REMEMBERED;
 
 use crate::apply::remembered_seq;
-use crate::error::StorageError;
+use crate::error::{blocking, StorageError};
 use crate::keys::*;
 use crate::log_store::LogStore;
 use crate::state_machine::StateMachineStore;
@@ -470,13 +470,11 @@ impl Store {
     }
 
     /// Writes a batch and waits until it is on stable storage (WAL fsync).
+    /// The write and the sync are separate calls, so that no RocksDB write
+    /// group waits for a sync (see [`Store::write_small_unsynced`]).
     pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        let started = Instant::now();
-        self.db.write_opt(batch, &opts)?;
-        self.sync_latency.observe(started.elapsed());
-        Ok(())
+        self.db.write(batch)?;
+        self.sync_wal()
     }
 
     /// Calls `waiter` (on a blocking-pool thread) once a WAL sync that
@@ -588,6 +586,27 @@ impl Store {
     pub(crate) fn write_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
         self.db.write(batch)?;
         Ok(())
+    }
+
+    /// [`Store::write_unsynced`] of a small batch from async code: on the
+    /// calling runtime thread when RocksDB takes it at once (a memtable
+    /// insert and a WAL `write`, cheaper than a handoff to the blocking pool
+    /// and back), on the blocking pool when it would have to wait for a
+    /// write stall or slowdown. It may still join a RocksDB write group and
+    /// wait while the writes ahead of it are inserted, never for a sync: no
+    /// write of this store syncs inside the group ([`Store::write_synced`]
+    /// syncs after its write).
+    pub(crate) async fn write_small_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut opts = WriteOptions::default();
+        opts.set_no_slowdown(true);
+        let retry = WriteBatch::from_data(batch.data());
+        match self.db.write_opt(batch, &opts).map_err(StorageError::from) {
+            Err(e) if e.is_incomplete() => {
+                let this = self.clone();
+                blocking(move || this.write_unsynced(retry)).await
+            }
+            done => done,
+        }
     }
 }
 
@@ -772,6 +791,33 @@ pub(crate) mod tests {
         drop(DB::open_cf(&opts, dir.path().join("db"), families).unwrap());
         let error = open_error(dir.path());
         assert!(error.contains("\"request_order\" is unknown"), "{error}");
+    }
+
+    /// A small write from async code is readable as soon as it returns; a
+    /// synced write is one write and then one WAL sync, and survives a
+    /// reopen.
+    #[tokio::test]
+    async fn small_writes_land_at_once_and_synced_writes_sync_after_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.cf(CF_RAFT_META), b"small", b"1");
+            store.write_small_unsynced(batch).await.unwrap();
+            let found = store.db.get_cf(store.cf(CF_RAFT_META), b"small").unwrap();
+            assert_eq!(found.as_deref(), Some(&b"1"[..]));
+            let syncs = || store.sync_latency().snapshot().count;
+            let before = syncs();
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.cf(CF_RAFT_META), b"synced", b"2");
+            store.write_synced(batch).unwrap();
+            assert_eq!(syncs(), before + 1, "a synced write syncs the WAL once");
+        }
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        for (key, value) in [(&b"small"[..], &b"1"[..]), (b"synced", b"2")] {
+            let found = store.db.get_cf(store.cf(CF_RAFT_META), key).unwrap();
+            assert_eq!(found.as_deref(), Some(value), "{key:?} after reopening");
+        }
     }
 
     /// The WAL turns over into recycled files (overwritten in place, not

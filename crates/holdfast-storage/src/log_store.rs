@@ -182,17 +182,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
-        let this = self.clone();
-        blocking(move || {
-            let bytes = encode(&committed).map_err(StorageError::corrupt("committed log id"))?;
-            let mut batch = WriteBatch::default();
-            batch.put_cf(this.store.cf(CF_RAFT_META), META_COMMITTED, bytes);
-            // A stale committed id only makes a restarted node re-apply less
-            // eagerly; the state machine's own last_applied is synced.
-            this.store.write_unsynced(batch)
-        })
-        .await
-        .map_err(Into::into)
+        let bytes = encode(&committed).map_err(StorageError::corrupt("committed log id"))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.store.cf(CF_RAFT_META), META_COMMITTED, bytes);
+        // A stale committed id only makes a restarted node re-apply less
+        // eagerly; the state machine's own last_applied is synced. Raft
+        // applies nothing until this returns: no handoff to another thread.
+        self.store.write_small_unsynced(batch).await.map_err(Into::into)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
