@@ -90,8 +90,8 @@ impl NodeMetrics {
 
     /// Counts leader changes until shutdown. A scrape only sees the current
     /// leader, so flapping between scrapes would otherwise go unnoticed.
-    /// Watches the server metrics (leader, state, membership), which change
-    /// only with them: the full metrics change with every entry, and
+    /// Watches the server metrics (leader, state, vote, membership), which
+    /// change only with them: the full metrics change with every entry, and
     /// waking on each would wake this task on every write.
     pub async fn count_leader_changes(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut metrics = self.raft.server_metrics();
@@ -204,7 +204,7 @@ impl NodeMetrics {
                 ("result=\"fell_back\"", self.gets_fell_back.load(Ordering::Relaxed)),
             ],
         );
-        histogram_header(&mut out, "holdfast_storage_fsync_seconds", "Duration of synced (fsync) storage writes");
+        histogram_header(&mut out, "holdfast_storage_fsync_seconds", "Duration of storage WAL syncs (fsync)");
         histogram(&mut out, "holdfast_storage_fsync_seconds", "", &self.sync_latency.snapshot());
         if let Some((tls, handshakes)) = &self.tls {
             counter(

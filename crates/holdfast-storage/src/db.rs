@@ -26,7 +26,7 @@ use crate::timings::LatencyHistogram;
 pub struct Store {
     pub(crate) db: Arc<DB>,
     pub(crate) dir: PathBuf,
-    /// How long synced writes take: the disk's fsync latency as Raft feels it.
+    /// How long WAL syncs take: the disk's fsync latency as Raft feels it.
     sync_latency: Arc<LatencyHistogram>,
     /// How many request ids the state machine remembers.
     pub(crate) requests_remembered: u64,
@@ -455,7 +455,7 @@ impl Store {
         Ok(tokio::fs::File::from_std(file))
     }
 
-    /// The latency of every synced write this store has made (for metrics).
+    /// The latency of every WAL sync this store has made (for metrics).
     pub fn sync_latency(&self) -> Arc<LatencyHistogram> {
         self.sync_latency.clone()
     }
@@ -471,10 +471,11 @@ impl Store {
 
     /// Writes a batch and waits until it is on stable storage (WAL fsync).
     /// The write and the sync are separate calls, so that no RocksDB write
-    /// group waits for a sync (see [`Store::write_small_unsynced`]).
+    /// group waits for a sync (see [`Store::write_small_unsynced`]); the
+    /// sync is shared with the writes waiting for one meanwhile.
     pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
         self.db.write(batch)?;
-        self.sync_wal()
+        self.wait_for_sync()
     }
 
     /// Calls `waiter` (on a blocking-pool thread) once a WAL sync that
@@ -589,13 +590,16 @@ impl Store {
     }
 
     /// [`Store::write_unsynced`] of a small batch from async code: on the
-    /// calling runtime thread when RocksDB takes it at once (a memtable
-    /// insert and a WAL `write`, cheaper than a handoff to the blocking pool
-    /// and back), on the blocking pool when it would have to wait for a
-    /// write stall or slowdown. It may still join a RocksDB write group and
-    /// wait while the writes ahead of it are inserted, never for a sync: no
-    /// write of this store syncs inside the group ([`Store::write_synced`]
-    /// syncs after its write).
+    /// calling runtime thread when RocksDB takes it at once (cheaper than a
+    /// handoff to the blocking pool and back), on the blocking pool when
+    /// RocksDB would make it wait (a write stall or slowdown, or writes
+    /// stopped by a background error). On the runtime thread it is usually
+    /// a memtable insert and a WAL `write`; it may also wait in RocksDB's
+    /// write group while the writes ahead of it are inserted (an apply
+    /// batch, a snapshot chunk), and about once per WAL file it switches
+    /// files (renaming a recycled one). Never a sync: no write of this store
+    /// syncs inside the group ([`Store::write_synced`] syncs after its
+    /// write).
     pub(crate) async fn write_small_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let mut opts = WriteOptions::default();
         opts.set_no_slowdown(true);
@@ -794,10 +798,9 @@ pub(crate) mod tests {
     }
 
     /// A small write from async code is readable as soon as it returns; a
-    /// synced write is one write and then one WAL sync, and survives a
-    /// reopen.
+    /// synced write makes one WAL sync, and both are there after a reopen.
     #[tokio::test]
-    async fn small_writes_land_at_once_and_synced_writes_sync_after_writing() {
+    async fn a_small_write_is_readable_at_once_and_a_synced_write_syncs_once() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();

@@ -25,7 +25,8 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// A memory-only read that would have needed the disk.
+    /// A memory-only read that would have needed the disk, or a write
+    /// that must not wait that RocksDB would have made wait.
     pub(crate) fn is_incomplete(&self) -> bool {
         matches!(self, StorageError::Rocks(e) if e.kind() == rocksdb::ErrorKind::Incomplete)
     }

@@ -210,12 +210,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Written before append returns, so the entries are readable and
         // the leader sends them to followers while its own copy syncs.
-        // Without sync, but still off the runtime: RocksDB writes in
-        // groups, and an unsynced write can wait for a group led by a
-        // synced one (a vote, a truncation, a purge) or stall on a full
-        // memtable. Durability is reported by the
-        // callback, after a sync that covers this write (the WAL is one
-        // file written in order).
+        // Without sync, but still off the runtime: an append can be large
+        // (a follower catching up) and can stall on a full memtable.
+        // Durability is reported by the callback, after a sync that covers
+        // this write (the WAL is one file written in order).
         let this = self.clone();
         blocking(move || this.store.write_unsynced(batch)).await?;
         self.store.after_next_sync(Box::new(move |synced| {
