@@ -478,14 +478,16 @@ impl Store {
         self.wait_for_sync()
     }
 
-    /// Calls `waiter` (on a blocking-pool thread) once a WAL sync that
-    /// started after this call has returned: every write that returned
-    /// before this call is then on stable storage (the WAL is one file,
-    /// written in order). Outside a tokio runtime the sync runs on the
-    /// calling thread before this returns.
+    /// Calls `waiter` once a WAL sync that started after this call has
+    /// returned: every write that returned before this call is then on
+    /// stable storage (the WAL is one file, written in order). Call it on a
+    /// thread that may block: when no sync is running, this thread runs
+    /// the sync rounds itself, until nothing waits, before it returns
+    /// (rather than wake another thread to sync); otherwise the running
+    /// syncer takes `waiter`.
     pub(crate) fn after_next_sync(&self, waiter: SyncWaiter) {
         if self.enqueue_for_sync(waiter) {
-            self.start_syncer();
+            SyncerGuard { store: self.clone(), done: false }.run();
         }
     }
 
@@ -953,12 +955,14 @@ pub(crate) mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         {
             let _entered = handle.enter();
-            store.after_next_sync(Box::new(move |synced| tx.send(synced.is_ok()).unwrap()));
+            assert!(store.enqueue_for_sync(Box::new(move |synced| tx.send(synced.is_ok()).unwrap())));
+            store.start_syncer();
         }
         assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(false));
         // Outside any runtime the caller syncs itself.
         let (tx, rx) = std::sync::mpsc::channel();
-        store.after_next_sync(Box::new(move |synced| tx.send(synced.is_ok()).unwrap()));
+        assert!(store.enqueue_for_sync(Box::new(move |synced| tx.send(synced.is_ok()).unwrap())));
+        store.start_syncer();
         assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(true));
     }
 }

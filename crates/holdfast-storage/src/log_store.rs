@@ -210,15 +210,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Written before append returns, so the entries are readable and
         // the leader sends them to followers while its own copy syncs.
-        // Without sync, but still off the runtime: an append can be large
-        // (a follower catching up) and can stall on a full memtable.
-        // Durability is reported by the callback, after a sync that covers
-        // this write (the WAL is one file written in order).
-        let this = self.clone();
-        blocking(move || this.store.write_unsynced(batch)).await?;
-        self.store.after_next_sync(Box::new(move |synced| {
-            callback.io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
-        }));
+        // Without sync, but off the runtime: an append can be large (a
+        // follower catching up) and can stall on a full memtable. The thread
+        // that wrote it then syncs, unless a sync is running already (one
+        // thread handoff per append, not two), and durability is reported by
+        // the callback after a sync that covers this write (the WAL is one
+        // file written in order).
+        let store = self.store.clone();
+        let (written_tx, written) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let outcome = store.write_unsynced(batch);
+            let ok = outcome.is_ok();
+            let _ = written_tx.send(outcome);
+            if ok {
+                store.after_next_sync(Box::new(move |synced| {
+                    callback
+                        .io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+                }));
+            }
+        });
+        written.await.map_err(|e| StorageError::Task(e.to_string()))??;
         Ok(())
     }
 
