@@ -478,15 +478,29 @@ impl Store {
         self.wait_for_sync()
     }
 
-    /// Calls `waiter` once a WAL sync that started after this call has
-    /// returned: every write that returned before this call is then on
-    /// stable storage (the WAL is one file, written in order). Call it on a
-    /// thread that may block: when no sync is running, this thread runs
-    /// the sync rounds itself, until nothing waits, before it returns
-    /// (rather than wake another thread to sync); otherwise the running
-    /// syncer takes `waiter`.
-    pub(crate) fn after_next_sync(&self, waiter: SyncWaiter) {
-        if self.enqueue_for_sync(waiter) {
+    /// Writes `batch` without waiting for a sync, hands the write's outcome
+    /// to `written`, and calls `waiter` once a WAL sync that started after
+    /// the write has returned (the WAL is one file, written in order, so
+    /// the write is then on stable storage). Call it on a thread that may
+    /// block: when no sync is running, this thread runs the sync rounds
+    /// itself, until nothing waits, after `written` (rather than wake
+    /// another thread to sync). `waiter` is queued before `written` runs,
+    /// so writes made one after another, each waiting for the `written` of
+    /// the one before, have their waiters called in the order written —
+    /// Raft's flush reports must not go backwards. A failed write calls
+    /// `written` only.
+    pub(crate) fn write_then_after_sync(
+        &self,
+        batch: WriteBatch,
+        written: impl FnOnce(Result<(), StorageError>),
+        waiter: SyncWaiter,
+    ) {
+        if let Err(e) = self.write_unsynced(batch) {
+            return written(Err(e));
+        }
+        let sync_here = self.enqueue_for_sync(waiter);
+        written(Ok(()));
+        if sync_here {
             SyncerGuard { store: self.clone(), done: false }.run();
         }
     }
@@ -506,7 +520,7 @@ impl Store {
     }
 
     /// Blocks until a WAL sync that started after this call has returned
-    /// (see [`Store::after_next_sync`]), sharing it with every write
+    /// (see [`Store::write_then_after_sync`]), sharing it with every write
     /// waiting meanwhile. When no sync is running this thread runs one
     /// itself, so a lone write waits for no other thread.
     pub(crate) fn wait_for_sync(&self) -> Result<(), StorageError> {
@@ -941,6 +955,43 @@ pub(crate) mod tests {
         }
         assert_eq!(syncs() - before, 2, "one sync served the 40 queued writers");
         assert!(!store.syncs.lock().unwrap().running, "the syncer stopped");
+    }
+
+    /// An append made as soon as the one before it is written (as Raft
+    /// makes them) has its flush reported after that one's, even when
+    /// both wait for the same sync.
+    #[test]
+    fn writes_made_one_after_another_hear_of_their_sync_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        // A sync is running: neither write below syncs by itself.
+        store.syncs.lock().unwrap().running = true;
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let waiter = |name: &'static str| -> SyncWaiter {
+            let heard = heard.clone();
+            Box::new(move |synced| {
+                assert!(synced.is_ok());
+                heard.lock().unwrap().push(name);
+            })
+        };
+        let batch = |index: u64| {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.cf(CF_LOG), log_key(index), b"entry");
+            batch
+        };
+        store.write_then_after_sync(
+            batch(1),
+            |first| {
+                first.unwrap();
+                store.write_then_after_sync(batch(2), |second| second.unwrap(), waiter("second"));
+            },
+            waiter("first"),
+        );
+        while store.sync_round() {}
+        assert_eq!(*heard.lock().unwrap(), ["first", "second"]);
+        for index in [1, 2] {
+            assert!(store.db.get_cf(store.cf(CF_LOG), log_key(index)).unwrap().is_some());
+        }
     }
 
     /// When the runtime is shutting down, a write waiting for a sync is

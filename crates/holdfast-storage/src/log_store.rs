@@ -15,7 +15,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 use holdfast_types::codec::{decode, encode};
 use holdfast_types::{Entry, LogId, TypeConfig, Vote};
 
-use crate::db::{read_options, Store};
+use crate::db::{read_options, Store, SyncWaiter};
 use crate::error::{blocking, RaftStorageError, StorageError};
 use crate::keys::*;
 
@@ -219,15 +219,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let store = self.store.clone();
         let (written_tx, written) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
-            let outcome = store.write_unsynced(batch);
-            let ok = outcome.is_ok();
-            let _ = written_tx.send(outcome);
-            if ok {
-                store.after_next_sync(Box::new(move |synced| {
-                    callback
-                        .io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
-                }));
-            }
+            let flushed: SyncWaiter = Box::new(move |synced| {
+                callback.io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+            });
+            store.write_then_after_sync(batch, |outcome| drop(written_tx.send(outcome)), flushed);
         });
         written.await.map_err(|e| StorageError::Task(e.to_string()))??;
         Ok(())
