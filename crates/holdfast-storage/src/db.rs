@@ -472,7 +472,10 @@ impl Store {
     /// Writes a batch and waits until it is on stable storage (WAL fsync).
     /// The write and the sync are separate calls, so that no RocksDB write
     /// group waits for a sync (see [`Store::write_small_unsynced`]); the
-    /// sync is shared with the writes waiting for one meanwhile.
+    /// sync is shared with the writes waiting for one meanwhile. If the
+    /// sync fails the batch is readable but not durable: callers treat the
+    /// error as fatal (Raft stops), as they did when RocksDB synced inside
+    /// the write.
     pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
         self.db.write(batch)?;
         self.wait_for_sync()
@@ -486,8 +489,8 @@ impl Store {
     /// itself, until nothing waits, after `written` (rather than wake
     /// another thread to sync). `waiter` is queued before `written` runs,
     /// so writes made one after another, each waiting for the `written` of
-    /// the one before, have their waiters called in the order written —
-    /// Raft's flush reports must not go backwards. A failed write calls
+    /// the one before, have their waiters called in the order written, and
+    /// Raft hears of its appends' flushes in order. A failed write calls
     /// `written` only.
     pub(crate) fn write_then_after_sync(
         &self,
@@ -608,8 +611,9 @@ impl Store {
     /// [`Store::write_unsynced`] of a small batch from async code: on the
     /// calling runtime thread when RocksDB takes it at once (cheaper than a
     /// handoff to the blocking pool and back), on the blocking pool when
-    /// RocksDB would make it wait (a write stall or slowdown, or writes
-    /// stopped by a background error). On the runtime thread it is usually
+    /// RocksDB would make it wait (a write stall or slowdown, or a soft stop
+    /// while it recovers from a background error; a hard background error
+    /// fails the write at once). On the runtime thread it is usually
     /// a memtable insert and a WAL `write`; it may also wait in RocksDB's
     /// write group while the writes ahead of it are inserted (an apply
     /// batch, a snapshot chunk), and about once per WAL file it switches

@@ -1,5 +1,5 @@
 //! A lock-free latency histogram, and the one storage fills: how long each
-//! synced write (WAL fsync) takes. Only counters live here; exporting them
+//! WAL sync (fsync) takes. Only counters live here; exporting them
 //! (Prometheus text, HTTP) is the server's business, so storage stays free
 //! of any metrics or HTTP dependency.
 
