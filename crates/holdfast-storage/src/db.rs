@@ -44,6 +44,10 @@ struct SyncerGuard {
 }
 
 impl SyncerGuard {
+    fn new(store: &Store) -> Self {
+        Self { store: store.clone(), done: false }
+    }
+
     fn run(mut self) {
         while self.store.sync_round() {}
         self.done = true;
@@ -477,7 +481,7 @@ impl Store {
     /// error as fatal (Raft stops), as they did when RocksDB synced inside
     /// the write.
     pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        self.db.write(batch)?;
+        self.write_unsynced(batch)?;
         self.wait_for_sync()
     }
 
@@ -504,7 +508,7 @@ impl Store {
         let sync_here = self.enqueue_for_sync(waiter);
         written(Ok(()));
         if sync_here {
-            SyncerGuard { store: self.clone(), done: false }.run();
+            SyncerGuard::new(self).run();
         }
     }
 
@@ -513,7 +517,7 @@ impl Store {
     /// runtime is shutting down, tokio drops the task unrun: the guard then
     /// fails every waiter rather than leave them waiting forever.
     fn start_syncer(&self) {
-        let guard = SyncerGuard { store: self.clone(), done: false };
+        let guard = SyncerGuard::new(self);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn_blocking(move || guard.run());
