@@ -23,7 +23,7 @@ pub(crate) struct ApplyBatch<'a> {
     store: &'a Store,
     pub(crate) batch: WriteBatch,
     /// Live-record changes made earlier in this batch (`None` = deleted).
-    records: HashMap<Vec<u8>, Option<RecordVersion>>,
+    records: HashMap<Vec<u8>, Option<RecordHead>>,
     /// Request ids remembered earlier in this batch, with their sequence
     /// numbers.
     requests: HashMap<String, (u64, CommandResult)>,
@@ -48,12 +48,13 @@ impl<'a> ApplyBatch<'a> {
         }
     }
 
-    fn latest(&self, key: &[u8]) -> Result<Option<RecordVersion>, StorageError> {
+    /// Where the latest version of the record at `key` is, if it is live.
+    fn latest(&self, key: &[u8]) -> Result<Option<RecordHead>, StorageError> {
         if let Some(pending) = self.records.get(key) {
-            return Ok(pending.clone());
+            return Ok(*pending);
         }
-        match self.store.db.get_cf(self.store.cf(CF_RECORDS), key)? {
-            Some(bytes) => Ok(Some(decode(&bytes).map_err(StorageError::corrupt("record"))?)),
+        match self.store.db.get_pinned_cf(self.store.cf(CF_RECORDS), key)? {
+            Some(bytes) => Ok(Some(RecordHead::decode(&bytes).ok_or(StorageError::CorruptValue("records"))?)),
             None => Ok(None),
         }
     }
@@ -122,8 +123,9 @@ impl<'a> ApplyBatch<'a> {
             self.batch.delete_cf(self.store.cf(CF_RECORDS), &key);
             self.records.insert(key, None);
         } else {
-            self.batch.put_cf(self.store.cf(CF_RECORDS), &key, &bytes);
-            self.records.insert(key, Some(version));
+            let head = RecordHead { revision: version.revision, create_revision: version.create_revision };
+            self.batch.put_cf(self.store.cf(CF_RECORDS), &key, head.encode());
+            self.records.insert(key, Some(head));
         }
         Ok(())
     }
@@ -291,12 +293,9 @@ impl<'a> ApplyBatch<'a> {
                 }
                 version.value = Some(value.clone());
                 let encoded = encode(&version).map_err(StorageError::corrupt("record"))?;
+                // The record's head points at this version whether or not
+                // it is the latest: resealing rewrites `history` alone.
                 self.batch.put_cf(history_cf, &hkey, &encoded);
-                let rkey = record_key(registry, record);
-                if self.latest(&rkey)?.is_some_and(|live| live.revision == *target) {
-                    self.batch.put_cf(self.store.cf(CF_RECORDS), &rkey, &encoded);
-                    self.records.insert(rkey, Some(version));
-                }
                 Ok(CommandResult::Written { revision: *target })
             }
             Command::Grant { identity, scope, permissions } => {
@@ -394,7 +393,7 @@ pub(crate) fn remembered_seq(bytes: &[u8]) -> Option<u64> {
 }
 
 /// `None` when the write may proceed, else the conflict to report.
-fn check_condition(current: Option<&RecordVersion>, if_revision: Option<Revision>) -> Option<CommandResult> {
+fn check_condition(current: Option<&RecordHead>, if_revision: Option<Revision>) -> Option<CommandResult> {
     let current_revision = current.map_or(0, |c| c.revision);
     match if_revision {
         Some(expected) if expected != current_revision => Some(CommandResult::Conflict { current: current_revision }),

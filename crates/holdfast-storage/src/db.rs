@@ -200,9 +200,11 @@ fn hash_memtable(opts: &mut Options, prefix: SliceTransform, buckets: usize) {
 /// number and the `request_order` family is gone. 3: a record version names
 /// the node that proposed it, and `audit` holds no event of a successful
 /// write (its history version is that event). 4: votes, log ids, entries
-/// and memberships as openraft 0.10 encodes them. Stamped at creation; a
-/// directory in another format is refused, never reinterpreted.
-pub const STORE_FORMAT: u32 = 4;
+/// and memberships as openraft 0.10 encodes them. 5: `records` holds where
+/// each live record's latest version is (a `RecordHead`), not a second copy
+/// of it. Stamped at creation; a directory in another format is refused,
+/// never reinterpreted.
+pub const STORE_FORMAT: u32 = 5;
 
 /// Buckets of the `audit` family's hashed memtable (8 bytes each).
 const AUDIT_MEMTABLE_BUCKETS: usize = 1 << 17;

@@ -14,6 +14,9 @@ pub enum StorageError {
     Corrupt { what: &'static str, source: CodecError },
     #[error("corrupt key in {0}")]
     CorruptKey(&'static str),
+    /// A value of the wrong shape, or one that points at nothing.
+    #[error("corrupt value in {0}")]
+    CorruptValue(&'static str),
     #[error("data directory {path}: {reason}")]
     Format { path: String, reason: String },
     #[error("snapshot file {path} is invalid: {reason}")]

@@ -14,7 +14,8 @@ pub const CF_LOG: &str = "log";
 pub const CF_RAFT_META: &str = "raft_meta";
 /// last_applied, membership, snapshot install marker.
 pub const CF_SM_META: &str = "sm_meta";
-/// Latest live revision of each record.
+/// Each live record → its [`RecordHead`]: where its latest version sits
+/// in `history`. The value is stored once, in `history`.
 pub const CF_RECORDS: &str = "records";
 /// Every revision of every record, tombstones included.
 pub const CF_HISTORY: &str = "history";
@@ -84,6 +85,34 @@ pub fn record_key(registry: &RegistryName, record: &[u8]) -> Vec<u8> {
     key.extend_from_slice(&(record.len() as u16).to_be_bytes());
     key.extend_from_slice(record);
     key
+}
+
+/// What `records` holds for a live record: the revision of its latest
+/// version (whose `history` key is the record key and this revision) and the
+/// revision it was created at, u64 BE each. A write checks its condition and
+/// carries the creation revision on from these alone; a read takes the
+/// version itself from `history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHead {
+    pub revision: Revision,
+    pub create_revision: Revision,
+}
+
+impl RecordHead {
+    pub fn encode(&self) -> [u8; 16] {
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.revision.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.create_revision.to_be_bytes());
+        bytes
+    }
+
+    /// `None` unless `bytes` is exactly one encoded head.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 16 {
+            return None;
+        }
+        Some(Self { revision: decode_u64(&bytes[..8])?, create_revision: decode_u64(&bytes[8..])? })
+    }
 }
 
 /// Splits a `records` key back into the record part (after the registry).
@@ -179,5 +208,14 @@ mod tests {
         assert_eq!(audit_record_of(&audit_key(&reg, b"UA-123", 7, 1)), &k[..]);
         assert_eq!(audit_record_of(b"short"), b"");
         assert!(audit_key(&reg, b"UA-123", 7, 1) < audit_key(&reg, b"UA-123", 8, 0));
+    }
+
+    #[test]
+    fn record_heads_round_trip_and_refuse_any_other_length() {
+        let head = RecordHead { revision: 1 << 40 | 7, create_revision: 3 };
+        assert_eq!(RecordHead::decode(&head.encode()), Some(head));
+        assert_eq!(RecordHead::decode(&head.encode()[..15]), None);
+        assert_eq!(RecordHead::decode(&[head.encode().as_slice(), &[0]].concat()), None);
+        assert_eq!(RecordHead::decode(b""), None);
     }
 }

@@ -136,12 +136,30 @@ fn latest_with(
 ) -> Result<(Option<RecordVersion>, Revision), StorageError> {
     let view = store.db.snapshot();
     let applied = applied_in_with(store, &view, read_options(memory_only))?;
-    let version =
-        match view.get_cf_opt(store.cf(CF_RECORDS), record_key(registry, record), read_options(memory_only))? {
-            Some(b) => Some(decode_version(&b)?),
-            None => None,
-        };
+    let key = record_key(registry, record);
+    let version = match view.get_cf_opt(store.cf(CF_RECORDS), &key, read_options(memory_only))? {
+        Some(head) => Some(version_at_head(store, &view, key, &head, read_options(memory_only))?),
+        None => None,
+    };
     Ok((version, applied))
+}
+
+/// The version a `records` entry (`key` → `head`) points at, read from
+/// `history` in the same snapshot. History is never deleted from, so a head
+/// without its version is corruption.
+fn version_at_head(
+    store: &Store,
+    view: &rocksdb::SnapshotWithThreadMode<'_, rocksdb::DB>,
+    mut key: Vec<u8>,
+    head: &[u8],
+    opts: ReadOptions,
+) -> Result<RecordVersion, StorageError> {
+    let head = RecordHead::decode(head).ok_or(StorageError::CorruptValue("records"))?;
+    key.extend_from_slice(&head.revision.to_be_bytes());
+    match view.get_cf_opt(store.cf(CF_HISTORY), &key, opts)? {
+        Some(bytes) => decode_version(&bytes),
+        None => Err(StorageError::CorruptValue("records (a live record's latest version is missing from history)")),
+    }
 }
 
 impl ReadView {
@@ -386,7 +404,8 @@ impl ReadView {
                     break;
                 }
                 let record = record_of_key(prefix.len(), &key).ok_or(StorageError::CorruptKey("records"))?;
-                entries.push((record.to_vec(), decode_version(&value)?));
+                let version = version_at_head(&store, &view, key.to_vec(), &value, ReadOptions::default())?;
+                entries.push((record.to_vec(), version));
             }
             Ok(ScanPage { entries, next_after, applied })
         })
@@ -424,6 +443,7 @@ mod tests {
     use super::*;
     use crate::db::tests::put;
     use crate::db::StoreOptions;
+    use holdfast_types::record::revision_of;
 
     /// After a restart the block cache is cold: the in-memory lookup cannot
     /// answer and the read must still find the record, from disk.
@@ -433,8 +453,9 @@ mod tests {
         {
             let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
             store.state_machine().await.unwrap().apply_batch(vec![put(1, "on-disk")]).await.unwrap();
-            store.db.flush_cf(store.cf(CF_RECORDS)).unwrap();
-            store.db.flush_cf(store.cf(CF_SM_META)).unwrap();
+            for cf in [CF_RECORDS, CF_HISTORY, CF_SM_META] {
+                store.db.flush_cf(store.cf(cf)).unwrap();
+            }
         }
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let registry = RegistryName::parse("population").unwrap();
@@ -447,5 +468,38 @@ mod tests {
         let (version, applied) = view.get(registry, b"on-disk".to_vec(), None).await.unwrap();
         assert_eq!(version.map(|v| v.value), Some(Some(b"v".to_vec())));
         assert_eq!(applied, applied_revision(1));
+    }
+
+    /// A `records` value that is not a head, or a head whose version is not
+    /// in `history`, is reported as corruption by reads and by the next
+    /// write of that record; nothing panics and nothing is written.
+    #[tokio::test]
+    async fn a_corrupt_record_head_is_an_error_for_reads_and_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let mut sm = store.state_machine().await.unwrap();
+        sm.apply_batch(vec![put(1, "short"), put(2, "dangling")]).await.unwrap();
+        let registry = RegistryName::parse("population").unwrap();
+        let records = store.cf(CF_RECORDS);
+        store.db.put_cf(records, record_key(&registry, b"short"), b"not a head").unwrap();
+        let missing = RecordHead { revision: revision_of(99, 0), create_revision: revision_of(2, 0) };
+        store.db.put_cf(records, record_key(&registry, b"dangling"), missing.encode()).unwrap();
+
+        let view = sm.read_view();
+        for (record, says) in [(&b"short"[..], "corrupt value in records"), (b"dangling", "missing from history")] {
+            let read = view.get(registry.clone(), record.to_vec(), None).await;
+            assert!(matches!(&read, Err(e) if e.to_string().contains(says)), "{read:?}");
+        }
+        let scanned = view.scan(registry.clone(), None, 10).await;
+        assert!(matches!(&scanned, Err(e) if e.to_string().contains("records")), "{scanned:?}");
+        // A new request id: a retry of the first would be answered from memory.
+        let mut write = put(3, "short");
+        if let openraft::EntryPayload::Normal(holdfast_types::Command::Put { meta, .. }) = &mut write.payload {
+            meta.request_id = "another".into();
+        }
+        let applied = sm.apply_batch(vec![write]).await;
+        assert!(matches!(&applied, Err(e) if e.to_string().contains("corrupt value in records")), "{applied:?}");
+        let (_, applied_now) = view.get(registry, b"dangling".to_vec(), Some(revision_of(2, 0))).await.unwrap();
+        assert_eq!(applied_now, applied_revision(2), "the failed apply changed nothing");
     }
 }

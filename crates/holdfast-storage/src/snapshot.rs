@@ -26,8 +26,9 @@ const MAGIC: &[u8; 6] = b"HFSNAP";
 /// versions name their proposing node; successful writes have no `audit`
 /// event of their own (data directory format 3). 4: the header is openraft
 /// 0.10's snapshot metadata, without a snapshot id (files are named by
-/// their last log id and when they were written).
-const SNAPSHOT_FORMAT: u8 = 4;
+/// their last log id and when they were written). 5: `records` values are
+/// record heads (data directory format 5).
+const SNAPSHOT_FORMAT: u8 = 5;
 const END_TAG: u8 = 0;
 /// Largest key or value a snapshot may hold; bounds allocations when a
 /// corrupt file claims a huge length.

@@ -63,6 +63,56 @@ async fn moved_by_snapshot(sm: &mut StateMachineStore, dir: &std::path::Path) ->
     other_sm
 }
 
+/// A record's value is stored once, in its history version; `records`
+/// holds where the latest one is. So a get, a scan and a conditional write
+/// all see a reseal of the latest version, and a past version stays as it was.
+#[tokio::test]
+async fn latest_reads_follow_each_record_to_its_latest_version_in_history() {
+    use sha2::{Digest, Sha256};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+    let mut sm = store.state_machine().await.unwrap();
+    let reseal = Command::Reseal {
+        registry: reg(),
+        record: b"a".to_vec(),
+        revision: rev(2),
+        value: b"v2-resealed".to_vec(),
+        expected_sha256: Sha256::digest(b"v2").into(),
+    };
+    sm.apply_batch(vec![
+        entry(1, put("a", "v1", None, "r1")),
+        entry(2, put("a", "v2", None, "r2")),
+        entry(3, put("b", "w1", None, "r3")),
+    ])
+    .await
+    .unwrap();
+    let results = sm.apply_batch(vec![entry(4, reseal)]).await.unwrap();
+    assert_eq!(results, vec![CommandResult::Written { revision: rev(2) }]);
+
+    let view = sm.read_view();
+    let (latest, _) = view.get(reg(), b"a".to_vec(), None).await.unwrap();
+    let latest = latest.expect("a is live");
+    assert_eq!(latest.value.as_deref(), Some(&b"v2-resealed"[..]));
+    assert_eq!((latest.revision, latest.create_revision), (rev(2), rev(1)));
+    let (past, _) = view.get(reg(), b"a".to_vec(), Some(rev(1))).await.unwrap();
+    assert_eq!(past.unwrap().value.as_deref(), Some(&b"v1"[..]));
+    let page = view.scan(reg(), None, 10).await.unwrap();
+    let scanned: Vec<_> = page.entries.iter().map(|(r, v)| (r.as_slice(), v.value.as_deref(), v.revision)).collect();
+    assert_eq!(scanned, vec![(&b"a"[..], Some(&b"v2-resealed"[..]), rev(2)), (&b"b"[..], Some(&b"w1"[..]), rev(3))]);
+
+    // The head carries the revision a condition checks and the creation
+    // revision a later version keeps.
+    let results = sm
+        .apply_batch(vec![entry(5, put("a", "v3", Some(rev(1)), "r5")), entry(6, put("a", "v3", Some(rev(2)), "r6"))])
+        .await
+        .unwrap();
+    assert_eq!(results, vec![CommandResult::Conflict { current: rev(2) }, CommandResult::Written { revision: rev(6) }]);
+    let (latest, _) = view.get(reg(), b"a".to_vec(), None).await.unwrap();
+    let latest = latest.expect("a is live");
+    assert_eq!((latest.value.as_deref(), latest.create_revision), (Some(&b"v3"[..]), rev(1)));
+}
+
 #[tokio::test]
 async fn apply_reads_history_conditions_and_dedup() {
     let dir = tempfile::tempdir().unwrap();
