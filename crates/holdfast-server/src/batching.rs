@@ -75,8 +75,82 @@ impl Limits {
 /// channel closes or `shutdown` turns true. Each `commit` runs in its own
 /// task and holds one of `limits.in_flight` slots until it finishes.
 pub(crate) async fn run<T, F, Fut>(
+    rx: mpsc::Receiver<T>,
+    limits: Limits,
+    size: impl Fn(&T) -> usize,
+    shutdown: watch::Receiver<bool>,
+    commit: F,
+) where
+    T: Send + 'static,
+    F: Fn(Vec<T>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_shared(rx, limits, Shared::new(&limits), size, shutdown, commit).await;
+}
+
+/// What the loop shares with callers that commit a lone item themselves
+/// (see [`Shared::try_alone`]): its slots and the batch answered last.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    slots: Arc<Semaphore>,
+    in_flight: usize,
+    answered: Arc<Mutex<Option<Answered>>>,
+}
+
+impl Shared {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        let in_flight = limits.in_flight.max(1);
+        Self { slots: Arc::new(Semaphore::new(in_flight)), in_flight, answered: Arc::default() }
+    }
+
+    /// Lets a caller commit one item itself, without the handoffs to the
+    /// loop and back, where the loop would send that item alone at once:
+    /// nothing is queued (`queue_empty`) or committing, and the batch
+    /// answered last was too small to regroup after. While the returned
+    /// guard lives every slot is taken, so items arriving meanwhile queue
+    /// and leave together after it, as they would behind a batch of one.
+    pub(crate) fn try_alone(&self, queue_empty: bool) -> Option<Alone> {
+        if !queue_empty {
+            return None;
+        }
+        let last = *self.answered.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|last| last.items >= REGROUP_MIN_ITEMS) {
+            return None;
+        }
+        let permits = self.slots.clone().try_acquire_many_owned(u32::try_from(self.in_flight).ok()?).ok()?;
+        Some(Alone { _permits: permits, started: Instant::now(), answered: self.answered.clone() })
+    }
+}
+
+/// Every slot of the loop, held by a caller committing one item itself;
+/// dropping it records a batch of one as answered and frees the slots.
+pub(crate) struct Alone {
+    _permits: tokio::sync::OwnedSemaphorePermit,
+    started: Instant,
+    answered: Arc<Mutex<Option<Answered>>>,
+}
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        let answered = Answered { at: Instant::now(), items: 1, took: self.started.elapsed() };
+        *self.answered.lock().unwrap_or_else(|e| e.into_inner()) = Some(answered);
+    }
+}
+
+/// Closes the slots when the loop ends, however it ends.
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// [`run`] with slots shared with callers that may commit alone.
+pub(crate) async fn run_shared<T, F, Fut>(
     mut rx: mpsc::Receiver<T>,
     limits: Limits,
+    shared: Shared,
     size: impl Fn(&T) -> usize,
     mut shutdown: watch::Receiver<bool>,
     commit: F,
@@ -85,9 +159,9 @@ pub(crate) async fn run<T, F, Fut>(
     F: Fn(Vec<T>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let in_flight = limits.in_flight.max(1);
-    let slots = Arc::new(Semaphore::new(in_flight));
-    let answered: Arc<Mutex<Option<Answered>>> = Arc::default();
+    let Shared { slots, in_flight, answered } = shared;
+    // Once the loop is gone, nobody goes alone either.
+    let _close = CloseOnDrop(slots.clone());
     // Batches left to cut without regrouping, after a regroup ran out.
     let mut skip_regroups = 0;
     // An item that would have overfilled the previous batch opens the next.
@@ -292,14 +366,19 @@ mod tests {
 
     impl Gated {
         fn start(rx: mpsc::Receiver<usize>, limits: Limits) -> Self {
+            Self::start_shared(rx, limits, Shared::new(&limits))
+        }
+
+        fn start_shared(rx: mpsc::Receiver<usize>, limits: Limits, shared: Shared) -> Self {
             let (stop, stop_rx) = watch::channel(false);
             let seen: Arc<Mutex<Vec<Vec<usize>>>> = Arc::default();
             let (gate, gate_rx) = watch::channel(false);
             let (done_tx, done) = mpsc::unbounded_channel();
             let recorded = seen.clone();
-            tokio::spawn(run(
+            tokio::spawn(run_shared(
                 rx,
                 limits,
+                shared,
                 |item: &usize| *item,
                 stop_rx,
                 move |batch| {
@@ -413,6 +492,65 @@ mod tests {
         // The same beside a batch that is not full either.
         gated.waits_beside(&tx, &[5], 3, "a half-full batch left beside another").await;
         assert_eq!(gated.seen(), vec![vec![10; 4], vec![10; 4], vec![10], vec![10; 4], vec![7], vec![5], vec![3]]);
+    }
+
+    /// Waits until no batch holds a slot (its answer is recorded first).
+    async fn all_slots_free(shared: &Shared) {
+        let free = async {
+            while shared.slots.available_permits() < shared.in_flight {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(DEADLINE, free).await.expect("the answered batch frees its slot");
+    }
+
+    /// A caller may commit one item itself only where the loop would send
+    /// it alone at once: nothing queued, nothing committing, and no batch
+    /// large enough to regroup after just answered. While it commits,
+    /// items queue behind it as behind a batch of one; once the loop has
+    /// stopped nobody goes alone.
+    #[tokio::test]
+    async fn a_lone_item_goes_alone_only_where_the_loop_would_send_it_alone() {
+        let (tx, rx) = mpsc::channel::<usize>(1024);
+        let limits = Limits { items: 64, bytes: 10_000, in_flight: 2, wait_max: PATIENT };
+        let shared = Shared::new(&limits);
+        let mut gated = Gated::start_shared(rx, limits, shared.clone());
+        assert!(shared.try_alone(false).is_none(), "something is queued");
+        let alone = shared.try_alone(true).expect("nothing queued or committing");
+        assert!(shared.try_alone(true).is_none(), "one goes alone at a time");
+        tx.send(1).await.unwrap();
+        gated.settle().await;
+        assert!(gated.seen().is_empty(), "an item queued behind the lone commit waits for it");
+        drop(alone);
+        gated.wait_for_batches(1).await;
+        assert!(shared.try_alone(true).is_none(), "a batch is committing");
+        gated.release(1).await;
+        all_slots_free(&shared).await;
+        let alone = shared.try_alone(true).expect("a batch of one was answered");
+        drop(alone);
+
+        // A batch of REGROUP_MIN_ITEMS answered: its callers may come back
+        // together, so the next one waits for them in the loop.
+        let blocker = shared.try_alone(true).expect("nothing committing");
+        for _ in 0..REGROUP_MIN_ITEMS {
+            tx.send(1).await.unwrap();
+        }
+        drop(blocker);
+        gated.wait_for_batches(2).await;
+        assert_eq!(gated.seen()[1].len(), REGROUP_MIN_ITEMS);
+        gated.release(1).await;
+        all_slots_free(&shared).await;
+        assert!(shared.try_alone(true).is_none(), "callers of a large batch regroup in the loop");
+
+        drop(tx);
+        tokio::time::timeout(DEADLINE, async {
+            while !shared.slots.is_closed() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the loop ends when its channel closes");
+        assert!(shared.try_alone(true).is_none(), "the loop has stopped");
     }
 
     /// Limits under which batches of up to 64 one-byte items regroup.

@@ -10,7 +10,7 @@ use holdfast_types::limits::{WRITE_BATCH_BYTES_MAX, WRITE_BATCH_COMMANDS_MAX};
 use holdfast_types::{BatchedWrite, Command, CommandResult};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::batching::{self, Limits};
+use crate::batching::{self, Limits, Shared};
 use crate::error::{ensure_leading, ServerError};
 
 /// Writes waiting for a batch; when full, callers wait (backpressure).
@@ -25,6 +25,9 @@ struct PendingWrite {
 #[derive(Clone)]
 pub struct WriteBatcher {
     tx: mpsc::Sender<PendingWrite>,
+    raft: Raft,
+    /// The batching loop's slots, for a write that may go alone.
+    shared: Shared,
 }
 
 impl WriteBatcher {
@@ -32,14 +35,25 @@ impl WriteBatcher {
     pub fn start(raft: Raft, shutdown: watch::Receiver<bool>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_WRITES_MAX);
         let limits = Limits::new(WRITE_BATCH_COMMANDS_MAX, WRITE_BATCH_BYTES_MAX);
+        let shared = Shared::new(&limits);
+        let proposer = raft.clone();
         let task =
-            tokio::spawn(batching::run(rx, limits, write_bytes, shutdown, move |batch| propose(raft.clone(), batch)));
-        (Self { tx }, task)
+            tokio::spawn(batching::run_shared(rx, limits, shared.clone(), write_bytes, shutdown, move |batch| {
+                propose(proposer.clone(), batch)
+            }));
+        (Self { tx, raft, shared }, task)
     }
 
     /// Proposes `write` and returns its result once it is committed and
     /// applied.
+    ///
+    /// A write that the loop would send alone at once (nothing queued or
+    /// committing, light traffic) is proposed right here instead: two
+    /// task handoffs fewer on the way in and one on the way out.
     pub async fn write(&self, write: BatchedWrite) -> Result<CommandResult, ServerError> {
+        if let Some(_alone) = self.shared.try_alone(self.tx.capacity() == self.tx.max_capacity()) {
+            return client_write(&self.raft, Command::from(write)).await;
+        }
         let (done, wait) = oneshot::channel();
         let stopped = || ServerError::NotReady("the node is shutting down".into());
         self.tx.send(PendingWrite { write, done }).await.map_err(|_| stopped())?;
