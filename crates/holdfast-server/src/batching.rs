@@ -3,7 +3,8 @@
 //! audit trail.
 //!
 //! A batch leaves as soon as nothing is committing, so a lone request waits
-//! for nothing; under load, everything that queues while a batch commits
+//! for nothing (its caller may even commit it without the loop, see
+//! [`Shared::try_alone`]); under load, everything that queues while a batch commits
 //! leaves in the next one, and one Raft append, one fsync and one apply
 //! serve all of it. Only full batches commit side by side: a second
 //! half-full batch in flight would halve the batches and double what every
@@ -106,26 +107,31 @@ impl Shared {
     /// Lets a caller commit one item itself, without the handoffs to the
     /// loop and back, where the loop would send that item alone at once:
     /// nothing is queued (`queue_empty`) or committing, and the batch
-    /// answered last was too small to regroup after. While the returned
-    /// guard lives every slot is taken, so items arriving meanwhile queue
-    /// and leave together after it, as they would behind a batch of one.
+    /// answered last was too small to regroup after. The returned guard
+    /// holds one slot, as a batch of one would: items arriving meanwhile
+    /// queue and leave after it (a full batch, or one whose wait ran out,
+    /// beside it). Dropping the guard early (the caller gave up waiting)
+    /// frees the slot while the item may still be committing.
     pub(crate) fn try_alone(&self, queue_empty: bool) -> Option<Alone> {
         if !queue_empty {
             return None;
         }
+        // Every slot free: nothing is committing. A batch records its
+        // answer before it frees its slot, so this reads the latest.
+        let mut permits = self.slots.clone().try_acquire_many_owned(u32::try_from(self.in_flight).ok()?).ok()?;
         let last = *self.answered.lock().unwrap_or_else(|e| e.into_inner());
         if last.is_some_and(|last| last.items >= REGROUP_MIN_ITEMS) {
             return None;
         }
-        let permits = self.slots.clone().try_acquire_many_owned(u32::try_from(self.in_flight).ok()?).ok()?;
-        Some(Alone { _permits: permits, started: Instant::now(), answered: self.answered.clone() })
+        drop(permits.split(self.in_flight - 1));
+        Some(Alone { _permit: permits, started: Instant::now(), answered: self.answered.clone() })
     }
 }
 
-/// Every slot of the loop, held by a caller committing one item itself;
-/// dropping it records a batch of one as answered and frees the slots.
+/// A slot of the loop, held by a caller committing one item itself;
+/// dropping it records a batch of one as answered and frees the slot.
 pub(crate) struct Alone {
-    _permits: tokio::sync::OwnedSemaphorePermit,
+    _permit: tokio::sync::OwnedSemaphorePermit,
     started: Instant,
     answered: Arc<Mutex<Option<Answered>>>,
 }
@@ -506,9 +512,9 @@ mod tests {
 
     /// A caller may commit one item itself only where the loop would send
     /// it alone at once: nothing queued, nothing committing, and no batch
-    /// large enough to regroup after just answered. While it commits,
-    /// items queue behind it as behind a batch of one; once the loop has
-    /// stopped nobody goes alone.
+    /// large enough to regroup after just answered. It holds one slot, as
+    /// a batch of one would: an item queued behind it waits, a full batch
+    /// leaves beside it. Once the loop has stopped nobody goes alone.
     #[tokio::test]
     async fn a_lone_item_goes_alone_only_where_the_loop_would_send_it_alone() {
         let (tx, rx) = mpsc::channel::<usize>(1024);
@@ -521,26 +527,23 @@ mod tests {
         tx.send(1).await.unwrap();
         gated.settle().await;
         assert!(gated.seen().is_empty(), "an item queued behind the lone commit waits for it");
-        drop(alone);
-        gated.wait_for_batches(1).await;
-        assert!(shared.try_alone(true).is_none(), "a batch is committing");
-        gated.release(1).await;
-        all_slots_free(&shared).await;
-        let alone = shared.try_alone(true).expect("a batch of one was answered");
-        drop(alone);
-
-        // A batch of REGROUP_MIN_ITEMS answered: its callers may come back
-        // together, so the next one waits for them in the loop.
-        let blocker = shared.try_alone(true).expect("nothing committing");
-        for _ in 0..REGROUP_MIN_ITEMS {
+        for _ in 1..64 {
             tx.send(1).await.unwrap();
         }
-        drop(blocker);
-        gated.wait_for_batches(2).await;
-        assert_eq!(gated.seen()[1].len(), REGROUP_MIN_ITEMS);
+        gated.wait_for_batches(1).await;
+        assert_eq!(gated.seen()[0].len(), 64, "a full batch leaves beside the lone commit");
+        assert!(shared.try_alone(true).is_none(), "a batch is committing");
+        drop(alone);
         gated.release(1).await;
         all_slots_free(&shared).await;
         assert!(shared.try_alone(true).is_none(), "callers of a large batch regroup in the loop");
+
+        // A batch of one answered: the next lone item may go alone again.
+        tx.send(1).await.unwrap();
+        gated.wait_for_batches(2).await;
+        gated.release(1).await;
+        all_slots_free(&shared).await;
+        drop(shared.try_alone(true).expect("a batch of one was answered"));
 
         drop(tx);
         tokio::time::timeout(DEADLINE, async {
