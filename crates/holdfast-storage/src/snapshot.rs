@@ -29,6 +29,10 @@ const MAGIC: &[u8; 6] = b"HFSNAP";
 /// their last log id and when they were written). 5: `records` values are
 /// record heads (data directory format 5).
 const SNAPSHOT_FORMAT: u8 = 5;
+/// The order families are written in, and so loaded: `history` before
+/// `records`, so that while a snapshot is being installed every record
+/// head a read finds already has its version.
+const SNAPSHOT_WRITE_ORDER: [&str; 6] = [CF_HISTORY, CF_RECORDS, CF_REQUESTS, CF_KEYS, CF_ACCESS, CF_AUDIT];
 const END_TAG: u8 = 0;
 /// Largest key or value a snapshot may hold; bounds allocations when a
 /// corrupt file claims a huge length.
@@ -80,6 +84,15 @@ fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// The tag of a snapshot family in files: its position in
+/// [`SNAPSHOT_CFS`] plus one.
+fn snapshot_tag(name: &str) -> Result<u8, StorageError> {
+    let position = SNAPSHOT_CFS.iter().position(|n| *n == name);
+    position
+        .and_then(|i| u8::try_from(i + 1).ok())
+        .ok_or_else(|| StorageError::Task(format!("{name} is not in snapshots")))
+}
+
 /// Streams the current state machine into a new snapshot file and returns
 /// its metadata and path. Older snapshot files are removed afterwards.
 pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageError> {
@@ -107,8 +120,8 @@ pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageErr
     let header = encode(&meta).map_err(StorageError::corrupt("snapshot meta"))?;
     out.write_all(&(header.len() as u32).to_be_bytes())?;
     out.write_all(&header)?;
-    for (i, name) in SNAPSHOT_CFS.iter().enumerate() {
-        let tag = (i + 1) as u8;
+    for name in SNAPSHOT_WRITE_ORDER {
+        let tag = snapshot_tag(name)?;
         for item in view.iterator_cf_opt(store.cf(name), total_order(), IteratorMode::Start) {
             let (key, value) = item?;
             write_item(&mut out, tag, &key, &value)?;
@@ -277,4 +290,43 @@ fn clear_family(store: &Store, name: &str, batch: &mut WriteBatch) -> Result<(),
         batch.delete_range_cf(cf, &first[..], &end[..]);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::tests::put;
+    use crate::db::StoreOptions;
+
+    /// Every snapshot family is written once, and `history` before
+    /// `records`, so an install never shows a record head before its version.
+    #[tokio::test]
+    async fn a_snapshot_holds_every_family_and_history_before_records() {
+        let mut order: Vec<&str> = SNAPSHOT_WRITE_ORDER.to_vec();
+        order.sort_unstable();
+        let mut families = SNAPSHOT_CFS.to_vec();
+        families.sort_unstable();
+        assert_eq!(order, families, "the write order is the snapshot families, each once");
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        store.state_machine().await.unwrap().apply_batch(vec![put(1, "a"), put(2, "b")]).await.unwrap();
+        let (_, path) = build(&store).unwrap();
+        let mut input = BufReader::new(File::open(&path).unwrap());
+        read_header(&mut input, &path).unwrap();
+        let mut tags = Vec::new();
+        loop {
+            let mut tag = [0u8; 1];
+            input.read_exact(&mut tag).unwrap();
+            if tag[0] == END_TAG {
+                break;
+            }
+            read_chunk(&mut input, &path, "key").unwrap();
+            read_chunk(&mut input, &path, "value").unwrap();
+            tags.push(SNAPSHOT_CFS[tag[0] as usize - 1]);
+        }
+        let first = |name| tags.iter().position(|t| *t == name).unwrap_or_else(|| panic!("no {name} in {tags:?}"));
+        let last_history = tags.iter().rposition(|t| *t == CF_HISTORY).unwrap();
+        assert!(last_history < first(CF_RECORDS), "{tags:?}");
+    }
 }
