@@ -95,19 +95,21 @@ pub(crate) async fn run<T, F, Fut>(
 pub(crate) struct Shared {
     slots: Arc<Semaphore>,
     in_flight: usize,
-    answered: Arc<Mutex<Option<Answered>>>,
+    answered: LastAnswered,
 }
 
 impl Shared {
     pub(crate) fn new(limits: &Limits) -> Self {
         let in_flight = limits.in_flight.max(1);
-        Self { slots: Arc::new(Semaphore::new(in_flight)), in_flight, answered: Arc::default() }
+        Self { slots: Arc::new(Semaphore::new(in_flight)), in_flight, answered: LastAnswered::default() }
     }
 
     /// Lets a caller commit one item itself, without the handoffs to the
-    /// loop and back, where the loop would send that item alone at once:
-    /// nothing is queued (`queue_empty`) or committing, and the batch
-    /// answered last was too small to regroup after. The returned guard
+    /// loop and back, in a case where the loop too would send that item
+    /// alone at once: nothing is queued (`queue_empty`) or committing, and
+    /// the batch answered last held fewer than [`REGROUP_MIN_ITEMS`] (after
+    /// a larger one, however long ago, items go through the loop, which
+    /// knows whether to wait for its callers). The returned guard
     /// holds one slot, as a batch of one would: items arriving meanwhile
     /// queue and leave after it (a full batch, or one whose wait ran out,
     /// beside it). Dropping the guard early (the caller gave up waiting)
@@ -119,8 +121,7 @@ impl Shared {
         // Every slot free: nothing is committing. A batch records its
         // answer before it frees its slot, so this reads the latest.
         let mut permits = self.slots.clone().try_acquire_many_owned(u32::try_from(self.in_flight).ok()?).ok()?;
-        let last = *self.answered.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|last| last.items >= REGROUP_MIN_ITEMS) {
+        if self.answered.get().is_some_and(|last| last.items >= REGROUP_MIN_ITEMS) {
             return None;
         }
         drop(permits.split(self.in_flight - 1));
@@ -133,13 +134,29 @@ impl Shared {
 pub(crate) struct Alone {
     _permit: tokio::sync::OwnedSemaphorePermit,
     started: Instant,
-    answered: Arc<Mutex<Option<Answered>>>,
+    answered: LastAnswered,
 }
 
 impl Drop for Alone {
     fn drop(&mut self) {
-        let answered = Answered { at: Instant::now(), items: 1, took: self.started.elapsed() };
-        *self.answered.lock().unwrap_or_else(|e| e.into_inner()) = Some(answered);
+        self.answered.record(1, self.started);
+    }
+}
+
+/// The batch answered last, as the loop, its commits and lone writers
+/// share it.
+#[derive(Clone, Default)]
+struct LastAnswered(Arc<Mutex<Option<Answered>>>);
+
+impl LastAnswered {
+    fn get(&self) -> Option<Answered> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A batch of `items` that began to commit at `started` is answered now.
+    fn record(&self, items: usize, started: Instant) {
+        let at = Instant::now();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Answered { at, items, took: at - started });
     }
 }
 
@@ -219,8 +236,7 @@ pub(crate) async fn run_shared<T, F, Fut>(
                 }
             }
         }
-        let last = *answered.lock().unwrap_or_else(|e| e.into_inner());
-        match last {
+        match answered.get() {
             _ if carried.is_some() || batch.is_full(&limits) => {}
             _ if skip_regroups > 0 => skip_regroups -= 1,
             Some(last) if last.items >= REGROUP_MIN_ITEMS => {
@@ -244,9 +260,8 @@ pub(crate) async fn run_shared<T, F, Fut>(
         tokio::spawn(async move {
             let started = Instant::now();
             committing.await;
-            let took = started.elapsed();
             // Before the slot is free: the loop reads it once it has one.
-            *record.lock().unwrap_or_else(|e| e.into_inner()) = Some(Answered { at: Instant::now(), items, took });
+            record.record(items, started);
             drop(permit);
         });
     }

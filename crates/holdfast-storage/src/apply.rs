@@ -293,8 +293,8 @@ impl<'a> ApplyBatch<'a> {
                 }
                 version.value = Some(value.clone());
                 let encoded = encode(&version).map_err(StorageError::corrupt("record"))?;
-                // The record's head points at this version whether or not
-                // it is the latest: resealing rewrites `history` alone.
+                // A record's head names its latest version by revision, not
+                // by its bytes: resealing rewrites `history` alone.
                 self.batch.put_cf(history_cf, &hkey, &encoded);
                 Ok(CommandResult::Written { revision: *target })
             }

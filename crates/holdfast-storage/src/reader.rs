@@ -136,27 +136,28 @@ fn latest_with(
 ) -> Result<(Option<RecordVersion>, Revision), StorageError> {
     let view = store.db.snapshot();
     let applied = applied_in_with(store, &view, read_options(memory_only))?;
-    let key = record_key(registry, record);
-    let version = match view.get_cf_opt(store.cf(CF_RECORDS), &key, read_options(memory_only))? {
-        Some(head) => Some(version_at_head(store, &view, key, &head, read_options(memory_only))?),
-        None => None,
-    };
+    let version =
+        match view.get_cf_opt(store.cf(CF_RECORDS), record_key(registry, record), read_options(memory_only))? {
+            Some(head) => Some(version_at_head(store, &view, registry, record, &head, read_options(memory_only))?),
+            None => None,
+        };
     Ok((version, applied))
 }
 
-/// The version a `records` entry (`key` → `head`) points at, read from
-/// `history` in the same snapshot. History is never deleted from, so a head
-/// without its version is corruption.
+/// The version a `records` entry (`record` of `registry` → `head`) points
+/// at, read from `history` in the same snapshot. Versions are never deleted
+/// from `history` (a snapshot install clears it, then loads it before
+/// `records`), so a head without its version is corruption.
 fn version_at_head(
     store: &Store,
-    view: &rocksdb::SnapshotWithThreadMode<'_, rocksdb::DB>,
-    mut key: Vec<u8>,
+    view: &View<'_>,
+    registry: &RegistryName,
+    record: &[u8],
     head: &[u8],
     opts: ReadOptions,
 ) -> Result<RecordVersion, StorageError> {
     let head = RecordHead::decode(head).ok_or(StorageError::CorruptValue("records"))?;
-    key.extend_from_slice(&head.revision.to_be_bytes());
-    match view.get_cf_opt(store.cf(CF_HISTORY), &key, opts)? {
+    match view.get_cf_opt(store.cf(CF_HISTORY), history_key(registry, record, head.revision), opts)? {
         Some(bytes) => decode_version(&bytes),
         None => Err(StorageError::CorruptValue("records (a live record's latest version is missing from history)")),
     }
@@ -404,7 +405,7 @@ impl ReadView {
                     break;
                 }
                 let record = record_of_key(prefix.len(), &key).ok_or(StorageError::CorruptKey("records"))?;
-                let version = version_at_head(&store, &view, key.to_vec(), &value, ReadOptions::default())?;
+                let version = version_at_head(&store, &view, &registry, record, &value, ReadOptions::default())?;
                 entries.push((record.to_vec(), version));
             }
             Ok(ScanPage { entries, next_after, applied })
@@ -471,8 +472,9 @@ mod tests {
     }
 
     /// A `records` value that is not a head, or a head whose version is not
-    /// in `history`, is reported as corruption by reads and by the next
-    /// write of that record; nothing panics and nothing is written.
+    /// in `history`, is reported as corruption by reads; a value that is
+    /// not a head, by the next write of that record too, which writes
+    /// nothing. Nothing panics.
     #[tokio::test]
     async fn a_corrupt_record_head_is_an_error_for_reads_and_writes() {
         let dir = tempfile::tempdir().unwrap();
