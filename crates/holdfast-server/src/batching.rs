@@ -27,7 +27,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// The smallest answered batch whose callers a following batch waits for.
@@ -114,7 +114,7 @@ impl Shared {
     /// queue and leave after it (a full batch, or one whose wait ran out,
     /// beside it). Dropping the guard early (the caller gave up waiting)
     /// frees the slot while the item may still be committing.
-    pub(crate) fn try_alone(&self, queue_empty: bool) -> Option<Alone> {
+    pub(crate) fn try_alone(&self, queue_empty: bool) -> Option<Committing> {
         if !queue_empty {
             return None;
         }
@@ -125,21 +125,31 @@ impl Shared {
             return None;
         }
         drop(permits.split(self.in_flight - 1));
-        Some(Alone { _permit: permits, started: Instant::now(), answered: self.answered.clone() })
+        Some(Committing::new(permits, 1, &self.answered))
     }
 }
 
-/// A slot of the loop, held by a caller committing one item itself;
-/// dropping it records a batch of one as answered and frees the slot.
-pub(crate) struct Alone {
-    _permit: tokio::sync::OwnedSemaphorePermit,
+/// A slot held by a committing batch (or a caller committing one item
+/// itself, see [`Shared::try_alone`]); dropping it records the batch as
+/// answered, then frees the slot, so whoever takes the slot next reads
+/// that answer.
+pub(crate) struct Committing {
+    _permit: OwnedSemaphorePermit,
+    items: usize,
     started: Instant,
     answered: LastAnswered,
 }
 
-impl Drop for Alone {
+impl Committing {
+    fn new(permit: OwnedSemaphorePermit, items: usize, answered: &LastAnswered) -> Self {
+        Self { _permit: permit, items, started: Instant::now(), answered: answered.clone() }
+    }
+}
+
+impl Drop for Committing {
     fn drop(&mut self) {
-        self.answered.record(1, self.started);
+        // Runs before the fields drop: the answer is in before the slot is free.
+        self.answered.record(self.items, self.started);
     }
 }
 
@@ -254,15 +264,11 @@ pub(crate) async fn run_shared<T, F, Fut>(
             }
             _ => {}
         }
-        let items = batch.items.len();
+        let slot = Committing::new(permit, batch.items.len(), &answered);
         let committing = commit(batch.items);
-        let record = answered.clone();
         tokio::spawn(async move {
-            let started = Instant::now();
             committing.await;
-            // Before the slot is free: the loop reads it once it has one.
-            record.record(items, started);
-            drop(permit);
+            drop(slot);
         });
     }
 }
