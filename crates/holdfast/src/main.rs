@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// jemalloc for the whole process (on Linux RocksDB's C++ allocations too):
-/// measured cheaper per request than glibc's malloc under load. Its heap
-/// is backed by transparent huge pages, an option built into it
+/// measured cheaper per request than glibc's malloc under load. It asks
+/// for transparent huge pages, an option built into it
 /// (`.cargo/config.toml`, checked by `tests/it/t50_allocator.rs`).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
