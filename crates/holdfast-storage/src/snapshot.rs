@@ -192,6 +192,22 @@ fn read_chunk(input: &mut impl Read, path: &Path, what: &str) -> Result<Vec<u8>,
     Ok(buf)
 }
 
+/// One item of a snapshot file: the family its tag names, its key, its value.
+type Item = (&'static str, Vec<u8>, Vec<u8>);
+
+/// The next item of a snapshot file after its header; `None` at the end tag.
+fn read_item(input: &mut impl Read, path: &Path) -> Result<Option<Item>, StorageError> {
+    let mut tag = [0u8; 1];
+    input.read_exact(&mut tag).map_err(|_| bad(path, "truncated record tag"))?;
+    if tag[0] == END_TAG {
+        return Ok(None);
+    }
+    let name = SNAPSHOT_CFS.get(tag[0] as usize - 1).ok_or_else(|| bad(path, format!("unknown tag {}", tag[0])))?;
+    let key = read_chunk(input, path, "key")?;
+    let value = read_chunk(input, path, "value")?;
+    Ok(Some((name, key, value)))
+}
+
 /// Copies a received snapshot into the snapshot directory under its final
 /// name, checking its checksum on the way, and returns the path.
 pub(crate) fn accept_received(store: &Store, meta: &SnapshotMeta, mut received: File) -> Result<PathBuf, StorageError> {
@@ -246,15 +262,7 @@ pub(crate) fn install(store: &Store, path: &Path) -> Result<SnapshotMeta, Storag
     store.write_synced(batch)?;
 
     let mut batch = WriteBatch::default();
-    loop {
-        let mut tag = [0u8; 1];
-        input.read_exact(&mut tag).map_err(|_| bad(path, "truncated record tag"))?;
-        if tag[0] == END_TAG {
-            break;
-        }
-        let name = SNAPSHOT_CFS.get(tag[0] as usize - 1).ok_or_else(|| bad(path, format!("unknown tag {}", tag[0])))?;
-        let key = read_chunk(&mut input, path, "key")?;
-        let value = read_chunk(&mut input, path, "value")?;
+    while let Some((name, key, value)) = read_item(&mut input, path)? {
         batch.put_cf(store.cf(name), key, value);
         if batch.size_in_bytes() >= LOAD_BATCH_BYTES {
             // Not synced: the final synced batch below makes every earlier
@@ -315,15 +323,8 @@ mod tests {
         let mut input = BufReader::new(File::open(&path).unwrap());
         read_header(&mut input, &path).unwrap();
         let mut tags = Vec::new();
-        loop {
-            let mut tag = [0u8; 1];
-            input.read_exact(&mut tag).unwrap();
-            if tag[0] == END_TAG {
-                break;
-            }
-            read_chunk(&mut input, &path, "key").unwrap();
-            read_chunk(&mut input, &path, "value").unwrap();
-            tags.push(SNAPSHOT_CFS[tag[0] as usize - 1]);
+        while let Some((name, _, _)) = read_item(&mut input, &path).unwrap() {
+            tags.push(name);
         }
         let first = |name| tags.iter().position(|t| *t == name).unwrap_or_else(|| panic!("no {name} in {tags:?}"));
         let last_history = tags.iter().rposition(|t| *t == CF_HISTORY).unwrap();
