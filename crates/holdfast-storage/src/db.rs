@@ -272,6 +272,19 @@ impl StoreOptions {
     }
 }
 
+/// How old a table file must be before RocksDB rewrites it only because it
+/// is the bottommost copy of its keys and no snapshot needs their sequence
+/// numbers any more (compaction reason `BottommostFiles`). By default it
+/// does so as soon as a snapshot older than the file is released — and
+/// every get reads through a snapshot — so each file flushed at the bottom
+/// of its family was written twice: every file of `log` (its keys only
+/// grow, so nothing below ever overlaps a new file), and every early file
+/// of the others. Measured: 195 MiB of such rewrites on 308 MiB flushed in
+/// a run of puts and gets. The rewrite only zeroes sequence numbers and
+/// drops versions that released snapshots kept; a day late costs nothing,
+/// and files that are purged or compacted before then are never rewritten.
+const BOTTOMMOST_REWRITE_DELAY_SECS: &str = "86400";
+
 /// How often the background write limit refills its allowance (RocksDB's
 /// default, 100 ms).
 const BACKGROUND_WRITE_REFILL_US: i64 = 100_000;
@@ -405,6 +418,12 @@ impl Store {
         let forget_floor = Arc::new(ForgetFloor::default());
         let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &forget_floor)));
         let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
+        for name in ALL_CFS {
+            if let Some(cf) = db.cf_handle(name) {
+                // Not among the options the C API sets before an open.
+                db.set_options_cf(&cf, &[("bottommost_file_compaction_delay", BOTTOMMOST_REWRITE_DELAY_SECS)])?;
+            }
+        }
         let store = Self {
             db: Arc::new(db),
             dir: dir.to_path_buf(),
@@ -911,6 +930,42 @@ pub(crate) mod tests {
         drop(Store::open(unlimited.path(), &StoreOptions::small()).unwrap());
         let line = limiter_line(info_log(unlimited.path()));
         assert!(line.ends_with("(nil)"), "no limiter unless asked: {line:?}");
+    }
+
+    /// A flushed file at the bottom of its family stays as it was written
+    /// once a snapshot older than it is released, instead of being rewritten
+    /// at once only to zero its sequence numbers.
+    #[test]
+    fn released_snapshots_do_not_get_bottommost_files_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let cf = store.cf(CF_LOG);
+        let log_files = || {
+            let mut names: Vec<String> = store
+                .db
+                .live_files()
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.column_family_name == CF_LOG)
+                .map(|f| f.name)
+                .collect();
+            names.sort();
+            names
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, log_key(1), b"entry");
+        store.write_synced(batch).unwrap();
+        store.db.flush_cf(cf).unwrap();
+        let flushed = log_files();
+        assert_eq!(flushed.len(), 1, "one file: {flushed:?}");
+        // A later write, then a snapshot released: nothing needs the file's
+        // sequence numbers now, which is what marks it for the rewrite.
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, log_key(2), b"entry");
+        store.write_synced(batch).unwrap();
+        drop(store.db.snapshot());
+        store.db.wait_for_compact(&rocksdb::WaitForCompactOptions::default()).unwrap();
+        assert_eq!(log_files(), flushed, "the file was rewritten");
     }
 
     /// With WAL files of 0 bytes nothing is prepared or recycled.
