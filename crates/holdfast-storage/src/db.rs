@@ -422,12 +422,6 @@ impl Store {
         let forget_floor = Arc::new(ForgetFloor::default());
         let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &forget_floor)));
         let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
-        for name in ALL_CFS {
-            if let Some(cf) = db.cf_handle(name) {
-                // Not among the options the C API sets before an open.
-                db.set_options_cf(&cf, &[("bottommost_file_compaction_delay", BOTTOMMOST_REWRITE_DELAY_SECS)])?;
-            }
-        }
         let store = Self {
             db: Arc::new(db),
             dir: dir.to_path_buf(),
@@ -436,6 +430,13 @@ impl Store {
             forget_floor,
             syncs: Arc::default(),
         };
+        for name in ALL_CFS {
+            // Not among the options the C API sets before an open.
+            store.db.set_options_cf(
+                store.cf(name),
+                &[("bottommost_file_compaction_delay", BOTTOMMOST_REWRITE_DELAY_SECS)],
+            )?;
+        }
         if options.wal_file_bytes > 0 {
             // RocksDB reuses only the files of the session that spent them.
             prepare_wal_files(&store.db, options.wal_file_bytes)?;
