@@ -351,7 +351,8 @@ fn audit_result(index: u64) -> CommandResult {
 /// is committed, before it is applied: an audit entry, which reads and
 /// changes nothing its answer depends on (its events only add to the
 /// trail), and whose events a quorum's synced logs already hold. `None` for
-/// every other entry; those are answered once applied and synced.
+/// every other entry; those are answered once applied (see
+/// `answers_before_sync` in `state_machine.rs`).
 pub(crate) fn answer_before_apply(index: u64, command: &Command) -> Option<CommandResult> {
     matches!(command, Command::Audit { .. }).then(|| audit_result(index))
 }

@@ -753,6 +753,73 @@ pub(crate) mod tests {
         assert_ne!(applied[2], applied[4], "each audit entry's answer names its own revision");
     }
 
+    /// Holds every WAL sync until dropped: the store believes a syncer is
+    /// running, and the drop runs one (also when an assertion fails, so a
+    /// failing test ends instead of leaving a write waiting forever).
+    struct HeldSyncs(Store);
+
+    impl HeldSyncs {
+        fn new(store: &Store) -> Self {
+            store.syncs.lock().unwrap().running = true;
+            Self(store.clone())
+        }
+    }
+
+    impl Drop for HeldSyncs {
+        fn drop(&mut self) {
+            let store = self.0.clone();
+            std::thread::spawn(move || SyncerGuard::new(&store).run());
+        }
+    }
+
+    /// Waits until `count` writes wait for a WAL sync.
+    async fn syncs_awaited(store: &Store, count: usize) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.syncs.lock().unwrap().waiting.len() < count {
+            assert!(tokio::time::Instant::now() < deadline, "no write waited for a sync");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    /// A batch of client writes is answered once it is written, while its
+    /// WAL sync is still awaited; a batch that changes the keyring only
+    /// after its sync. Both apply calls return only after their sync.
+    #[tokio::test]
+    async fn writes_are_answered_before_their_apply_syncs_and_key_changes_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let mut sm = store.state_machine().await.unwrap();
+        let key = Entry {
+            log_id: LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, 3),
+            payload: EntryPayload::Normal(Command::AddDataKey { key_id: 7, wrapped: vec![1; 40] }),
+        };
+        for (entries, before_sync) in [(vec![put(1, "q1"), put(2, "q2")], true), (vec![key, put(4, "q4")], false)] {
+            let held = HeldSyncs::new(&store);
+            let (answer_tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
+            let answer: crate::state_machine::Answer = Box::new(move |results| drop(answer_tx.send(results.to_vec())));
+            let applying = tokio::spawn(async move {
+                let applied = sm.apply_then_answer(entries, Some(answer)).await;
+                (sm, applied)
+            });
+            syncs_awaited(&store, 1).await;
+            if before_sync {
+                let results = answered.try_recv().expect("answered before the sync");
+                assert!(results.iter().all(|r| matches!(r, CommandResult::Written { .. })), "{results:?}");
+            } else {
+                assert!(answered.try_recv().is_err(), "a keyring change is answered only after its sync");
+            }
+            assert!(!applying.is_finished(), "the apply returns only after its sync");
+            drop(held);
+            let (returned, applied) = applying.await.unwrap();
+            sm = returned;
+            let applied = applied.unwrap();
+            if !before_sync {
+                assert_eq!(answered.recv().await, Some(applied), "answered after the sync");
+            }
+        }
+        assert_eq!(sm.read_view().keyring().borrow().current, Some(7), "the keyring change was taken in");
+    }
+
     #[tokio::test]
     async fn a_snapshot_being_built_keeps_the_request_ids_it_remembers() {
         let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use holdfast_types::codec::{decode, encode};
 use holdfast_types::{
-    AccessPolicy, CommandResult, Entry, KeyringState, LogId, SnapshotMeta, StoredMembership, TypeConfig,
+    AccessPolicy, Command, CommandResult, Entry, KeyringState, LogId, SnapshotMeta, StoredMembership, TypeConfig,
 };
 
 use crate::apply::{answer_before_apply, ApplyBatch};
@@ -122,12 +122,29 @@ impl StateMachineStore {
     /// entry's result, in order (what openraft's `apply` does, without the
     /// responders).
     pub async fn apply_batch(&mut self, entries: Vec<Entry>) -> Result<Vec<CommandResult>, StorageError> {
+        self.apply_then_answer(entries, None).await
+    }
+
+    /// [`Self::apply_batch`], calling `answer` with the results once the
+    /// batch is written: before its sync when the batch changes only
+    /// records (see [`answers_before_sync`]), after it otherwise — and
+    /// never when the write fails.
+    pub(crate) async fn apply_then_answer(
+        &mut self,
+        entries: Vec<Entry>,
+        answer: Option<Answer>,
+    ) -> Result<Vec<CommandResult>, StorageError> {
         if entries.is_empty() {
+            if let Some(answer) = answer {
+                answer(&[]);
+            }
             return Ok(Vec::new());
         }
         let store = self.store.clone();
         let mut membership = self.membership.clone();
-        let (results, last, membership, keyring, access) = blocking(move || {
+        let (results, last, membership, keyring, access, answer) = blocking(move || {
+            let mut answer = answer;
+            let early = answers_before_sync(&entries);
             let mut batch = ApplyBatch::new(&store);
             let mut results = Vec::with_capacity(entries.len());
             let mut last = None;
@@ -155,13 +172,18 @@ impl StateMachineStore {
             // the apply returns only once a WAL sync covers them: the sync
             // log appends wait for, shared.
             store.write_unsynced(write)?;
+            if early && batch.keys_changed.is_empty() && !batch.access_changed() {
+                if let Some(answer) = answer.take() {
+                    answer(&results);
+                }
+            }
             store.wait_for_sync()?;
             if let Some(below) = forget_below {
                 store.forget_floor.raise(below);
             }
             let keyring = if batch.keys_changed.is_empty() { None } else { Some(read_keyring(&store)?) };
             let access = if batch.access_changed() { Some(read_access(&store)?) } else { None };
-            Ok((results, last, membership, keyring, access))
+            Ok((results, last, membership, keyring, access, answer))
         })
         .await?;
         self.set_applied(last, membership);
@@ -171,6 +193,9 @@ impl StateMachineStore {
         if let Some(access) = access {
             self.access_tx.send_replace(access);
         }
+        if let Some(answer) = answer {
+            answer(&results);
+        }
         Ok(results)
     }
 
@@ -178,6 +203,39 @@ impl StateMachineStore {
         self.last_applied = last_applied;
         self.membership = membership;
         self.applied_tx.send_replace(last_applied.map_or(0, |l| l.index));
+    }
+}
+
+/// Answers an apply call's entries, given their results in order.
+pub(crate) type Answer = Box<dyn FnOnce(&[CommandResult]) + Send>;
+
+/// Whether the proposers of `entries` may have their answers once the batch
+/// is written, before its WAL sync returns: when it holds client writes,
+/// audit events and blank entries only. Each of them is committed, so a
+/// quorum's synced logs hold it, and applying it again from the log after
+/// a crash gives the same results (the apply reads only the state earlier
+/// entries left). Once written, the batch is what every read on this node
+/// sees, so a reader could already have what its writer is told; the sync
+/// is still awaited before openraft hears the batch is applied. A batch
+/// that changes the membership, the keyring or the access policy is
+/// answered after its sync and once the node has taken the change in.
+fn answers_before_sync(entries: &[Entry]) -> bool {
+    entries.iter().all(|entry| match &entry.payload {
+        EntryPayload::Blank => true,
+        EntryPayload::Normal(command) => changes_only_records(command),
+        EntryPayload::Membership(_) => false,
+    })
+}
+
+/// Whether applying `command` changes records and the audit trail only, not
+/// what the node runs with (keys, grants).
+fn changes_only_records(command: &Command) -> bool {
+    match command {
+        Command::Put { .. } | Command::Delete { .. } | Command::Batch { .. } => true,
+        Command::Reseal { .. } | Command::Audit { .. } => true,
+        Command::AddDataKey { .. } | Command::RetireKey { .. } | Command::Grant { .. } | Command::Revoke { .. } => {
+            false
+        }
     }
 }
 
@@ -237,13 +295,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 responder.send(answer);
             }
         }
-        let results = self.apply_batch(entries).await?;
-        // The rest only now: the whole batch is applied and synced.
-        for (responder, result) in responders.into_iter().zip(results) {
-            if let Some(responder) = responder {
-                responder.send(result);
+        // The rest once the batch is applied (see `apply_then_answer`).
+        let answer: Answer = Box::new(move |results| {
+            for (responder, result) in responders.into_iter().zip(results) {
+                if let Some(responder) = responder {
+                    responder.send(result.clone());
+                }
             }
-        }
+        });
+        self.apply_then_answer(entries, Some(answer)).await?;
         Ok(())
     }
 
