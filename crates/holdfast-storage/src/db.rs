@@ -753,22 +753,31 @@ pub(crate) mod tests {
         assert_ne!(applied[2], applied[4], "each audit entry's answer names its own revision");
     }
 
-    /// Holds every WAL sync until dropped: the store believes a syncer is
-    /// running, and the drop runs one (also when an assertion fails, so a
-    /// failing test ends instead of leaving a write waiting forever).
-    struct HeldSyncs(Store);
+    /// Holds every WAL sync until released: the store believes a syncer
+    /// is running. A drop without a release (a failed assertion) runs one
+    /// on a thread of its own, so a failing test ends instead of leaving a
+    /// write waiting forever.
+    struct HeldSyncs(Option<Store>);
 
     impl HeldSyncs {
         fn new(store: &Store) -> Self {
             store.syncs.lock().unwrap().running = true;
-            Self(store.clone())
+            Self(Some(store.clone()))
+        }
+
+        /// Runs sync rounds until nothing waits; returns once the store
+        /// has stopped syncing.
+        async fn release(mut self) {
+            let store = self.0.take().expect("held");
+            tokio::task::spawn_blocking(move || SyncerGuard::new(&store).run()).await.unwrap();
         }
     }
 
     impl Drop for HeldSyncs {
         fn drop(&mut self) {
-            let store = self.0.clone();
-            std::thread::spawn(move || SyncerGuard::new(&store).run());
+            if let Some(store) = self.0.take() {
+                std::thread::spawn(move || SyncerGuard::new(&store).run());
+            }
         }
     }
 
@@ -781,14 +790,16 @@ pub(crate) mod tests {
         }
     }
 
-    /// A batch of client writes is answered once it is written, while its
-    /// WAL sync is still awaited; a batch that changes the keyring only
-    /// after its sync. Both apply calls return only after their sync.
+    /// A batch of client writes is answered once it is written (and
+    /// readable), while its WAL sync is still awaited; a batch that changes
+    /// the keyring only after its sync, with the change taken in. Both
+    /// apply calls return only after their sync.
     #[tokio::test]
     async fn writes_are_answered_before_their_apply_syncs_and_key_changes_after() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let mut sm = store.state_machine().await.unwrap();
+        let view = sm.read_view();
         let key = Entry {
             log_id: LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, 3),
             payload: EntryPayload::Normal(Command::AddDataKey { key_id: 7, wrapped: vec![1; 40] }),
@@ -796,28 +807,35 @@ pub(crate) mod tests {
         for (entries, before_sync) in [(vec![put(1, "q1"), put(2, "q2")], true), (vec![key, put(4, "q4")], false)] {
             let held = HeldSyncs::new(&store);
             let (answer_tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
-            let answer: crate::state_machine::Answer = Box::new(move |results| drop(answer_tx.send(results.to_vec())));
+            let keyring = view.keyring();
+            let answer: crate::state_machine::Answer = Box::new(move |results| {
+                let key_in_use = keyring.borrow().current;
+                drop(answer_tx.send((results.to_vec(), key_in_use)));
+            });
             let applying = tokio::spawn(async move {
                 let applied = sm.apply_then_answer(entries, Some(answer)).await;
                 (sm, applied)
             });
             syncs_awaited(&store, 1).await;
             if before_sync {
-                let results = answered.try_recv().expect("answered before the sync");
+                let (results, _) = answered.try_recv().expect("answered before the sync");
                 assert!(results.iter().all(|r| matches!(r, CommandResult::Written { .. })), "{results:?}");
+                let population = RegistryName::parse("population").expect("valid name");
+                let (read, _) = view.get(population, b"q2".to_vec(), None).await.unwrap();
+                assert!(read.is_some(), "what the writer was told, a reader sees");
             } else {
                 assert!(answered.try_recv().is_err(), "a keyring change is answered only after its sync");
             }
             assert!(!applying.is_finished(), "the apply returns only after its sync");
-            drop(held);
+            held.release().await;
             let (returned, applied) = applying.await.unwrap();
             sm = returned;
             let applied = applied.unwrap();
             if !before_sync {
-                assert_eq!(answered.recv().await, Some(applied), "answered after the sync");
+                let answer = answered.recv().await;
+                assert_eq!(answer, Some((applied, Some(7))), "answered after the sync, with the new key in use");
             }
         }
-        assert_eq!(sm.read_view().keyring().borrow().current, Some(7), "the keyring change was taken in");
     }
 
     #[tokio::test]

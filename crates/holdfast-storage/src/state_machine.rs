@@ -127,8 +127,10 @@ impl StateMachineStore {
 
     /// [`Self::apply_batch`], calling `answer` with the results once the
     /// batch is written: before its sync when the batch changes only
-    /// records (see [`answers_before_sync`]), after it otherwise — and
-    /// never when the write fails.
+    /// records (see [`answers_before_sync`]), after it and after the node
+    /// has taken the change in otherwise. Never when the write fails; an
+    /// answer given before the sync stands if the sync then fails (the
+    /// entries are committed; the error stops Raft on this node).
     pub(crate) async fn apply_then_answer(
         &mut self,
         entries: Vec<Entry>,
@@ -215,8 +217,10 @@ pub(crate) type Answer = Box<dyn FnOnce(&[CommandResult]) + Send>;
 /// quorum's synced logs hold it, and applying it again from the log after
 /// a crash gives the same results (the apply reads only the state earlier
 /// entries left). Once written, the batch is what every read on this node
-/// sees, so a reader could already have what its writer is told; the sync
-/// is still awaited before openraft hears the batch is applied. A batch
+/// sees (until a crash takes back what was not synced, and the entries are
+/// applied again), so a reader could already have what its writer is told.
+/// The sync is still awaited before openraft hears the batch is applied:
+/// the applied index that readers wait for moves only then. A batch
 /// that changes the membership, the keyring or the access policy is
 /// answered after its sync and once the node has taken the change in.
 fn answers_before_sync(entries: &[Entry]) -> bool {
