@@ -668,7 +668,8 @@ impl Store {
 pub(crate) mod tests {
     use super::*;
     use holdfast_types::{Command, CommandResult, Entry, RegistryName, WriteMeta};
-    use holdfast_types::{CommittedLeaderId, LogId};
+    use holdfast_types::{CommittedLeaderId, LogId, TypeConfig};
+    use openraft::type_config::alias::EntryPayloadOf;
     use openraft::EntryPayload;
 
     /// A put of record `id` with request id `id`, as the entry at `index`.
@@ -680,10 +681,12 @@ pub(crate) mod tests {
             if_revision: None,
             meta: WriteMeta { request_id: id.into(), actor: "clerk".into(), reason: String::new(), commit_time_ms: 1 },
         };
-        Entry {
-            log_id: LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index),
-            payload: EntryPayload::Normal(command),
-        }
+        entry(index, EntryPayload::Normal(command))
+    }
+
+    /// The entry at `index` of term 1, proposed by node 1.
+    pub(crate) fn entry(index: u64, payload: EntryPayloadOf<TypeConfig>) -> Entry {
+        Entry { log_id: LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index), payload }
     }
 
     #[tokio::test]
@@ -728,8 +731,6 @@ pub(crate) mod tests {
             outcome: AuditOutcome::Ok,
             node: 1,
         };
-        let log_id = |index| LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index);
-        let entry = |index, payload| Entry { log_id: log_id(index), payload };
         let audit = || EntryPayload::Normal(Command::Audit { events: vec![event.clone(), event.clone()] });
         let members =
             openraft::Membership::new_with_defaults(vec![std::collections::BTreeSet::from([1])], Vec::<u64>::new());
@@ -800,10 +801,7 @@ pub(crate) mod tests {
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let mut sm = store.state_machine().await.unwrap();
         let view = sm.read_view();
-        let key = Entry {
-            log_id: LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, 3),
-            payload: EntryPayload::Normal(Command::AddDataKey { key_id: 7, wrapped: vec![1; 40] }),
-        };
+        let key = entry(3, EntryPayload::Normal(Command::AddDataKey { key_id: 7, wrapped: vec![1; 40] }));
         for (entries, before_sync) in [(vec![put(1, "q1"), put(2, "q2")], true), (vec![key, put(4, "q4")], false)] {
             let held = HeldSyncs::new(&store);
             let (answer_tx, mut answered) = tokio::sync::mpsc::unbounded_channel();

@@ -174,7 +174,7 @@ impl StateMachineStore {
             // the apply returns only once a WAL sync covers them: the sync
             // log appends wait for, shared.
             store.write_unsynced(write)?;
-            if early && batch.keys_changed.is_empty() && !batch.access_changed() {
+            if early {
                 if let Some(answer) = answer.take() {
                     answer(&results);
                 }
