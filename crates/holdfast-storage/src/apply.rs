@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use rocksdb::WriteBatch;
+use rocksdb::{ReadOptions, WriteBatch};
 use sha2::{Digest, Sha256};
 
 use holdfast_types::codec::{decode, encode};
@@ -14,7 +14,7 @@ use holdfast_types::{
     WriteMeta, WriteRef,
 };
 
-use crate::db::Store;
+use crate::db::{read_options, Store};
 use crate::error::StorageError;
 use crate::keys::*;
 
@@ -33,10 +33,15 @@ pub(crate) struct ApplyBatch<'a> {
     pub(crate) keys_changed: Vec<u32>,
     /// Grants changed earlier in this batch (`None` = removed).
     access: HashMap<Vec<u8>, Option<BTreeSet<Permission>>>,
+    /// How the batch reads what earlier batches left.
+    read: ReadOptions,
 }
 
 impl<'a> ApplyBatch<'a> {
-    pub(crate) fn new(store: &'a Store) -> Self {
+    /// An empty batch. Its reads, if `memory_only`, fail with `Incomplete`
+    /// ([`StorageError::is_incomplete`]) rather than touch the disk: a batch
+    /// that may be built on a runtime thread.
+    pub(crate) fn new(store: &'a Store, memory_only: bool) -> Self {
         Self {
             store,
             batch: WriteBatch::default(),
@@ -45,6 +50,7 @@ impl<'a> ApplyBatch<'a> {
             count: None,
             keys_changed: Vec::new(),
             access: HashMap::new(),
+            read: read_options(memory_only),
         }
     }
 
@@ -53,7 +59,7 @@ impl<'a> ApplyBatch<'a> {
         if let Some(pending) = self.records.get(key) {
             return Ok(*pending);
         }
-        match self.store.db.get_pinned_cf(self.store.cf(CF_RECORDS), key)? {
+        match self.store.db.get_pinned_cf_opt(self.store.cf(CF_RECORDS), key, &self.read)? {
             Some(bytes) => Ok(Some(RecordHead::decode(&bytes).ok_or(StorageError::CorruptValue("records"))?)),
             None => Ok(None),
         }
@@ -64,7 +70,7 @@ impl<'a> ApplyBatch<'a> {
     fn remembered(&mut self, request_id: &str) -> Result<Option<CommandResult>, StorageError> {
         let found = match self.requests.get(request_id) {
             Some(pending) => Some(pending.clone()),
-            None => match self.store.db.get_cf(self.store.cf(CF_REQUESTS), request_id.as_bytes())? {
+            None => match self.store.db.get_cf_opt(self.store.cf(CF_REQUESTS), request_id.as_bytes(), &self.read)? {
                 Some(bytes) => Some(decode_remembered(&bytes)?),
                 None => None,
             },
@@ -92,7 +98,7 @@ impl<'a> ApplyBatch<'a> {
 
     fn request_count(&mut self) -> Result<&mut RequestCount, StorageError> {
         if self.count.is_none() {
-            let state = match self.store.db.get_cf(self.store.cf(CF_REQUESTS), REQUEST_COUNT)? {
+            let state = match self.store.db.get_cf_opt(self.store.cf(CF_REQUESTS), REQUEST_COUNT, &self.read)? {
                 Some(bytes) => {
                     let (count, limit) = bytes
                         .get(..8)
@@ -237,7 +243,7 @@ impl<'a> ApplyBatch<'a> {
         if let Some(pending) = self.access.get(key) {
             return Ok(pending.clone().unwrap_or_default());
         }
-        match self.store.db.get_cf(self.store.cf(CF_ACCESS), key)? {
+        match self.store.db.get_cf_opt(self.store.cf(CF_ACCESS), key, &self.read)? {
             Some(bytes) => Ok(decode(&bytes).map_err(StorageError::corrupt("grant"))?),
             None => Ok(BTreeSet::new()),
         }
@@ -263,7 +269,9 @@ impl<'a> ApplyBatch<'a> {
         match command {
             Command::AddDataKey { key_id, wrapped } => {
                 // Two leaders may both propose a first key; the first applied wins.
-                if self.store.db.get_cf(keys, key_id.to_be_bytes())?.is_some() || self.keys_changed.contains(key_id) {
+                if self.store.db.get_cf_opt(keys, key_id.to_be_bytes(), &self.read)?.is_some()
+                    || self.keys_changed.contains(key_id)
+                {
                     return Ok(CommandResult::Conflict { current: 0 });
                 }
                 self.batch.put_cf(keys, key_id.to_be_bytes(), wrapped);
@@ -272,7 +280,7 @@ impl<'a> ApplyBatch<'a> {
                 Ok(CommandResult::Written { revision })
             }
             Command::RetireKey { key_id } => {
-                let current = self.store.db.get_cf(keys, KEYS_CURRENT)?;
+                let current = self.store.db.get_cf_opt(keys, KEYS_CURRENT, &self.read)?;
                 if current.as_deref() == Some(&key_id.to_be_bytes()[..]) {
                     return Ok(CommandResult::Conflict { current: 0 });
                 }
@@ -283,7 +291,7 @@ impl<'a> ApplyBatch<'a> {
             Command::Reseal { registry, record, revision: target, value, expected_sha256 } => {
                 let history_cf = self.store.cf(CF_HISTORY);
                 let hkey = history_key(registry, record, *target);
-                let Some(bytes) = self.store.db.get_cf(history_cf, &hkey)? else {
+                let Some(bytes) = self.store.db.get_cf_opt(history_cf, &hkey, &self.read)? else {
                     return Ok(CommandResult::NotFound);
                 };
                 let mut version: RecordVersion = decode(&bytes).map_err(StorageError::corrupt("record"))?;

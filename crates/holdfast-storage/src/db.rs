@@ -792,17 +792,23 @@ pub(crate) mod tests {
     }
 
     /// A batch of client writes is answered once it is written (and
-    /// readable), while its WAL sync is still awaited; a batch that changes
-    /// the keyring only after its sync, with the change taken in. Both
-    /// apply calls return only after their sync.
+    /// readable), while its WAL sync is still awaited, whether it is small
+    /// enough to be written on the runtime thread or not; a batch that
+    /// changes the keyring only after its sync, with the change taken in.
+    /// Every apply call returns only after its sync.
     #[tokio::test]
     async fn writes_are_answered_before_their_apply_syncs_and_key_changes_after() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let mut sm = store.state_machine().await.unwrap();
         let view = sm.read_view();
-        let key = entry(3, EntryPayload::Normal(Command::AddDataKey { key_id: 7, wrapped: vec![1; 40] }));
-        for (entries, before_sync) in [(vec![put(1, "q1"), put(2, "q2")], true), (vec![key, put(4, "q4")], false)] {
+        let key = entry(35, EntryPayload::Normal(Command::AddDataKey { key_id: 7, wrapped: vec![1; 40] }));
+        // (entries, whether answered before the sync, a record they write)
+        let in_place = vec![put(1, "q1"), put(2, "q2")];
+        let pooled: Vec<Entry> = (10..=30).map(|i| put(i, &format!("q{i}"))).collect();
+        assert!(crate::state_machine::applies_in_place(&in_place) && !crate::state_machine::applies_in_place(&pooled));
+        let cases = [(in_place, true, "q2"), (pooled, true, "q30"), (vec![key, put(40, "q40")], false, "q40")];
+        for (entries, before_sync, written) in cases {
             let held = HeldSyncs::new(&store);
             let (answer_tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
             let keyring = view.keyring();
@@ -819,7 +825,7 @@ pub(crate) mod tests {
                 let (results, _) = answered.try_recv().expect("answered before the sync");
                 assert!(results.iter().all(|r| matches!(r, CommandResult::Written { .. })), "{results:?}");
                 let population = RegistryName::parse("population").expect("valid name");
-                let (read, _) = view.get(population, b"q2".to_vec(), None).await.unwrap();
+                let (read, _) = view.get(population, written.as_bytes().to_vec(), None).await.unwrap();
                 assert!(read.is_some(), "what the writer was told, a reader sees");
             } else {
                 assert!(answered.try_recv().is_err(), "a keyring change is answered only after its sync");

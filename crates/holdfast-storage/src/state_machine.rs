@@ -7,6 +7,7 @@ use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::SnapshotOf;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use rocksdb::WriteBatch;
 use tokio::sync::watch;
 
 use holdfast_types::codec::{decode, encode};
@@ -131,6 +132,13 @@ impl StateMachineStore {
     /// has taken the change in otherwise. Never when the write fails; an
     /// answer given before the sync stands if the sync then fails (the
     /// entries are committed; the error stops Raft on this node).
+    ///
+    /// A small batch of that kind whose answer someone waits for (the
+    /// leader's) is built and written on the calling runtime thread and
+    /// answered from there (see [`applies_in_place`]); only its sync goes
+    /// to the blocking pool. Everything else is built, written and synced
+    /// on the blocking pool. Either way the apply returns only once a WAL
+    /// sync covers the batch: the sync log appends wait for, shared.
     pub(crate) async fn apply_then_answer(
         &mut self,
         entries: Vec<Entry>,
@@ -142,37 +150,22 @@ impl StateMachineStore {
             }
             return Ok(Vec::new());
         }
-        let store = self.store.clone();
-        let mut membership = self.membership.clone();
-        let (results, last, membership, keyring, access, answer) = blocking(move || {
-            let mut answer = answer;
-            let early = answers_before_sync(&entries);
-            let mut batch = ApplyBatch::new(&store);
-            let mut results = Vec::with_capacity(entries.len());
-            let mut last = None;
-            for entry in entries {
-                last = Some(entry.log_id);
-                let result = match &entry.payload {
-                    EntryPayload::Blank => CommandResult::None,
-                    EntryPayload::Normal(command) => {
-                        batch.apply_entry(entry.log_id.index, entry.log_id.leader_id.node_id, command)?
-                    }
-                    EntryPayload::Membership(m) => {
-                        membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                        CommandResult::None
-                    }
-                };
-                results.push(result);
+        let early = answers_before_sync(&entries);
+        if early && answer.is_some() && applies_in_place(&entries) {
+            match build(&self.store, &entries, self.membership.clone(), true) {
+                Ok(built) => return self.finish_in_place(built, answer).await,
+                // A read would have touched the disk: nothing was written;
+                // the blocking pool builds the batch again, from the disk.
+                Err(e) if e.is_incomplete() => {}
+                Err(e) => return Err(e),
             }
-            let forget_below = batch.finish_requests();
-            let sm_meta = store.cf(CF_SM_META);
-            let mut write = std::mem::take(&mut batch.batch);
-            write.put_cf(sm_meta, META_LAST_APPLIED, encode(&last).map_err(StorageError::corrupt("last applied"))?);
-            write.put_cf(sm_meta, META_MEMBERSHIP, encode(&membership).map_err(StorageError::corrupt("membership"))?);
-            // Records, history, request ids, last_applied and membership of
-            // every entry land together (one WAL record), or not at all, and
-            // the apply returns only once a WAL sync covers them: the sync
-            // log appends wait for, shared.
+        }
+        let store = self.store.clone();
+        let membership = self.membership.clone();
+        let (built, answer) = blocking(move || {
+            let mut answer = answer;
+            let Built { write, results, last, membership, forget_below, keys_changed, access_changed } =
+                build(&store, &entries, membership, false)?;
             store.write_unsynced(write)?;
             if early {
                 if let Some(answer) = answer.take() {
@@ -183,11 +176,12 @@ impl StateMachineStore {
             if let Some(below) = forget_below {
                 store.forget_floor.raise(below);
             }
-            let keyring = if batch.keys_changed.is_empty() { None } else { Some(read_keyring(&store)?) };
-            let access = if batch.access_changed() { Some(read_access(&store)?) } else { None };
-            Ok((results, last, membership, keyring, access, answer))
+            let keyring = if keys_changed { Some(read_keyring(&store)?) } else { None };
+            let access = if access_changed { Some(read_access(&store)?) } else { None };
+            Ok(((results, last, membership, keyring, access), answer))
         })
         .await?;
+        let (results, last, membership, keyring, access) = built;
         self.set_applied(last, membership);
         if let Some(keyring) = keyring {
             self.keyring_tx.send_replace(keyring);
@@ -201,11 +195,131 @@ impl StateMachineStore {
         Ok(results)
     }
 
+    /// Writes a batch built on this runtime thread, answers its entries,
+    /// and returns once a WAL sync on the blocking pool covers it. The
+    /// write stays here unless RocksDB would make it wait
+    /// ([`Store::write_small_unsynced`]); the answer leaves from this
+    /// thread, so a waiting handler wakes on the runtime rather than from
+    /// a blocking-pool thread. The batch changes only records (the callers
+    /// check [`answers_before_sync`]): no keyring or access policy to
+    /// reload.
+    async fn finish_in_place(
+        &mut self,
+        built: Built,
+        answer: Option<Answer>,
+    ) -> Result<Vec<CommandResult>, StorageError> {
+        let Built { write, results, last, membership, forget_below, .. } = built;
+        self.store.write_small_unsynced(write).await?;
+        if let Some(answer) = answer {
+            answer(&results);
+        }
+        let store = self.store.clone();
+        blocking(move || store.wait_for_sync()).await?;
+        if let Some(below) = forget_below {
+            self.store.forget_floor.raise(below);
+        }
+        self.set_applied(last, membership);
+        Ok(results)
+    }
+
     fn set_applied(&mut self, last_applied: Option<LogId>, membership: StoredMembership) {
         self.last_applied = last_applied;
         self.membership = membership;
         self.applied_tx.send_replace(last_applied.map_or(0, |l| l.index));
     }
+}
+
+/// What applying a run of entries writes, and what it returns.
+struct Built {
+    /// Records, history, request ids, last_applied and membership of every
+    /// entry: written together (one WAL record), or not at all.
+    write: WriteBatch,
+    results: Vec<CommandResult>,
+    last: Option<LogId>,
+    membership: StoredMembership,
+    /// Request sequence numbers that compaction may drop once the write
+    /// is synced.
+    forget_below: Option<u64>,
+    keys_changed: bool,
+    access_changed: bool,
+}
+
+/// Builds the write that applies `entries` on top of what the store holds,
+/// reading nothing from the disk if `memory_only` (a read that would need
+/// it fails with `Incomplete`). Writes nothing.
+fn build(
+    store: &Store,
+    entries: &[Entry],
+    mut membership: StoredMembership,
+    memory_only: bool,
+) -> Result<Built, StorageError> {
+    let mut batch = ApplyBatch::new(store, memory_only);
+    let mut results = Vec::with_capacity(entries.len());
+    let mut last = None;
+    for entry in entries {
+        last = Some(entry.log_id);
+        let result = match &entry.payload {
+            EntryPayload::Blank => CommandResult::None,
+            EntryPayload::Normal(command) => {
+                batch.apply_entry(entry.log_id.index, entry.log_id.leader_id.node_id, command)?
+            }
+            EntryPayload::Membership(m) => {
+                membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                CommandResult::None
+            }
+        };
+        results.push(result);
+    }
+    let forget_below = batch.finish_requests();
+    let sm_meta = store.cf(CF_SM_META);
+    let mut write = std::mem::take(&mut batch.batch);
+    write.put_cf(sm_meta, META_LAST_APPLIED, encode(&last).map_err(StorageError::corrupt("last applied"))?);
+    write.put_cf(sm_meta, META_MEMBERSHIP, encode(&membership).map_err(StorageError::corrupt("membership"))?);
+    Ok(Built {
+        write,
+        results,
+        last,
+        membership,
+        forget_below,
+        keys_changed: !batch.keys_changed.is_empty(),
+        access_changed: batch.access_changed(),
+    })
+}
+
+/// How many entries, record writes and audit events an apply batch built
+/// on a runtime thread may hold.
+const IN_PLACE_ITEMS_MAX: usize = 16;
+/// How many value bytes it may carry.
+const IN_PLACE_VALUE_BYTES_MAX: usize = 64 * 1024;
+
+/// Whether `entries` are few and small enough to be built and written on a
+/// runtime thread: a lone client's write or audit entry (tens of
+/// microseconds of memtable inserts and one WAL `write`, no sync). A
+/// group-committed batch under load goes to the blocking pool.
+pub(crate) fn applies_in_place(entries: &[Entry]) -> bool {
+    let (mut items, mut bytes) = (0usize, 0usize);
+    for entry in entries {
+        items += 1;
+        if let EntryPayload::Normal(command) = &entry.payload {
+            match command {
+                Command::Put { value, .. } | Command::Reseal { value, .. } => bytes += value.len(),
+                Command::Batch { writes } => {
+                    items += writes.len();
+                    bytes += writes.iter().filter_map(|w| w.as_write().value).map(<[u8]>::len).sum::<usize>();
+                }
+                Command::Audit { events } => items += events.len(),
+                Command::Delete { .. }
+                | Command::AddDataKey { .. }
+                | Command::RetireKey { .. }
+                | Command::Grant { .. }
+                | Command::Revoke { .. } => {}
+            }
+        }
+        if items > IN_PLACE_ITEMS_MAX || bytes > IN_PLACE_VALUE_BYTES_MAX {
+            return false;
+        }
+    }
+    true
 }
 
 /// Answers an apply call's entries, given their results in order.
@@ -299,15 +413,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 responder.send(answer);
             }
         }
-        // The rest once the batch is applied (see `apply_then_answer`).
-        let answer: Answer = Box::new(move |results| {
-            for (responder, result) in responders.into_iter().zip(results) {
-                if let Some(responder) = responder {
-                    responder.send(result.clone());
+        // The rest once the batch is applied (see `apply_then_answer`), if
+        // anyone waits: on a follower no one does.
+        let answer = responders.iter().any(Option::is_some).then(|| -> Answer {
+            Box::new(move |results| {
+                for (responder, result) in responders.into_iter().zip(results) {
+                    if let Some(responder) = responder {
+                        responder.send(result.clone());
+                    }
                 }
-            }
+            })
         });
-        self.apply_then_answer(entries, Some(answer)).await?;
+        self.apply_then_answer(entries, answer).await?;
         Ok(())
     }
 
@@ -353,5 +470,85 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::tests::{entry, put};
+    use crate::db::StoreOptions;
+    use holdfast_types::record::revision_of;
+    use holdfast_types::{RegistryName, WriteMeta};
+
+    /// A put of record `record` with request id `request_id`, as the entry
+    /// at `index`.
+    fn put_as(index: u64, record: &str, request_id: &str) -> Entry {
+        let command = Command::Put {
+            registry: RegistryName::parse("population").expect("valid name"),
+            record: record.as_bytes().to_vec(),
+            value: b"again".to_vec(),
+            if_revision: None,
+            meta: WriteMeta {
+                request_id: request_id.into(),
+                actor: "clerk".into(),
+                reason: String::new(),
+                commit_time_ms: 2,
+            },
+        };
+        entry(index, EntryPayload::Normal(command))
+    }
+
+    /// After a restart the block cache is cold: a small batch cannot be
+    /// built from memory, and the apply builds it again from the disk,
+    /// with the same result a warm store gives.
+    #[tokio::test]
+    async fn a_small_apply_that_needs_the_disk_is_built_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+            store.state_machine().await.unwrap().apply_batch(vec![put(1, "on-disk")]).await.unwrap();
+            for cf in [CF_RECORDS, CF_HISTORY, CF_REQUESTS, CF_SM_META] {
+                store.db.flush_cf(store.cf(cf)).unwrap();
+            }
+        }
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let mut sm = store.state_machine().await.unwrap();
+        let entries = vec![put_as(2, "on-disk", "second")];
+        assert!(applies_in_place(&entries), "a lone put is built in place when it can be");
+        let cold = build(&store, &entries, sm.membership.clone(), true);
+        assert!(
+            matches!(&cold, Err(e) if e.is_incomplete()),
+            "a memory-only build over cold blocks reports Incomplete: {:?}",
+            cold.map(|b| b.results)
+        );
+        let (answer_tx, answered) = std::sync::mpsc::channel();
+        let answer: Answer = Box::new(move |results| drop(answer_tx.send(results.to_vec())));
+        let applied = sm.apply_then_answer(entries, Some(answer)).await.unwrap();
+        assert_eq!(applied, vec![CommandResult::Written { revision: revision_of(2, 0) }]);
+        assert_eq!(answered.try_recv().ok(), Some(applied), "the waiting proposer has the same answer");
+        let registry = RegistryName::parse("population").unwrap();
+        let (version, _) = sm.read_view().get(registry, b"on-disk".to_vec(), None).await.unwrap();
+        let version = version.expect("the record is live");
+        assert_eq!(version.create_revision, revision_of(1, 0), "the second put read the first from the disk");
+        assert_eq!(version.value, Some(b"again".to_vec()));
+    }
+
+    /// Batches up to the limits are built in place; past either, or with
+    /// a key or grant change, on the blocking pool.
+    #[test]
+    fn only_small_batches_are_built_in_place() {
+        let puts = |n: u64| (1..=n).map(|i| put(i, &format!("q{i}"))).collect::<Vec<_>>();
+        assert!(applies_in_place(&puts(IN_PLACE_ITEMS_MAX as u64)));
+        assert!(!applies_in_place(&puts(IN_PLACE_ITEMS_MAX as u64 + 1)));
+        let big = |bytes: usize| {
+            let mut e = put(1, "big");
+            if let EntryPayload::Normal(Command::Put { value, .. }) = &mut e.payload {
+                *value = vec![0; bytes];
+            }
+            vec![e]
+        };
+        assert!(applies_in_place(&big(IN_PLACE_VALUE_BYTES_MAX)));
+        assert!(!applies_in_place(&big(IN_PLACE_VALUE_BYTES_MAX + 1)));
     }
 }
