@@ -645,11 +645,11 @@ impl Store {
     /// while it recovers from a background error; a hard background error
     /// fails the write at once). On the runtime thread it is usually
     /// a memtable insert and a WAL `write`; it may also wait in RocksDB's
-    /// write group while the writes ahead of it are inserted (a log append,
-    /// an apply batch, a snapshot chunk), and about once per WAL file it switches
-    /// files (renaming a recycled one). Never a sync: no write of this store
-    /// syncs inside the group ([`Store::write_synced`] syncs after its
-    /// write).
+    /// write group while the writes ahead of it are inserted (a log
+    /// append, an apply batch, a snapshot chunk), and about once per WAL
+    /// file it switches files (renaming a recycled one). Never a sync: no
+    /// write of this store syncs inside the group ([`Store::write_synced`]
+    /// syncs after its write).
     pub(crate) async fn write_small_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let mut opts = WriteOptions::default();
         opts.set_no_slowdown(true);
@@ -803,11 +803,11 @@ pub(crate) mod tests {
         let mut sm = store.state_machine().await.unwrap();
         let view = sm.read_view();
         let key = entry(35, EntryPayload::Normal(Command::AddDataKey { key_id: 7, wrapped: vec![1; 40] }));
+        let small = vec![put(1, "q1"), put(2, "q2")];
+        let large: Vec<Entry> = (10..=30).map(|i| put(i, &format!("q{i}"))).collect();
+        assert!(crate::state_machine::applies_in_place(&small) && !crate::state_machine::applies_in_place(&large));
         // (entries, whether answered before the sync, a record they write)
-        let in_place = vec![put(1, "q1"), put(2, "q2")];
-        let pooled: Vec<Entry> = (10..=30).map(|i| put(i, &format!("q{i}"))).collect();
-        assert!(crate::state_machine::applies_in_place(&in_place) && !crate::state_machine::applies_in_place(&pooled));
-        let cases = [(in_place, true, "q2"), (pooled, true, "q30"), (vec![key, put(40, "q40")], false, "q40")];
+        let cases = [(small, true, "q2"), (large, true, "q30"), (vec![key, put(40, "q40")], false, "q40")];
         // The test's runtime has one thread: an answer from any other came
         // from the blocking pool.
         let runtime_thread = std::thread::current().id();
@@ -821,7 +821,7 @@ pub(crate) mod tests {
                 let _ = thread_tx.send(std::thread::current().id());
                 drop(answer_tx.send((results.to_vec(), key_in_use)));
             });
-            let in_place = crate::state_machine::applies_in_place(&entries) && before_sync;
+            let expect_in_place = crate::state_machine::applies_in_place(&entries) && before_sync;
             let applied_before = view.applied_index();
             let applying = tokio::spawn(async move {
                 let applied = sm.apply_then_answer(entries, Some(answer)).await;
@@ -835,7 +835,11 @@ pub(crate) mod tests {
                 let (read, _) = view.get(population, written.as_bytes().to_vec(), None).await.unwrap();
                 assert!(read.is_some(), "what the writer was told, a reader sees");
                 let thread = answered_on.try_recv().expect("answered");
-                assert_eq!(thread == runtime_thread, in_place, "a small batch is answered from the runtime thread");
+                assert_eq!(
+                    thread == runtime_thread,
+                    expect_in_place,
+                    "a small batch is answered from the runtime thread"
+                );
                 assert_eq!(view.applied_index(), applied_before, "the applied index waits for the sync");
             } else {
                 assert!(answered.try_recv().is_err(), "a keyring change is answered only after its sync");
