@@ -674,14 +674,39 @@ pub(crate) mod tests {
 
     /// A put of record `id` with request id `id`, as the entry at `index`.
     pub(crate) fn put(index: u64, id: &str) -> Entry {
+        put_as(index, id, id, b"v")
+    }
+
+    /// A put of `value` to record `record` with request id `request_id`, as
+    /// the entry at `index`.
+    pub(crate) fn put_as(index: u64, record: &str, request_id: &str, value: &[u8]) -> Entry {
         let command = Command::Put {
             registry: RegistryName::parse("population").expect("valid name"),
-            record: id.as_bytes().to_vec(),
-            value: b"v".to_vec(),
+            record: record.as_bytes().to_vec(),
+            value: value.to_vec(),
             if_revision: None,
-            meta: WriteMeta { request_id: id.into(), actor: "clerk".into(), reason: String::new(), commit_time_ms: 1 },
+            meta: WriteMeta {
+                request_id: request_id.into(),
+                actor: "clerk".into(),
+                reason: String::new(),
+                commit_time_ms: 1,
+            },
         };
         entry(index, EntryPayload::Normal(command))
+    }
+
+    /// A get of record `r1` by `clerk`, as an audit event.
+    pub(crate) fn audit_event() -> holdfast_types::AuditEvent {
+        holdfast_types::AuditEvent {
+            time_ms: 7,
+            identity: "clerk".into(),
+            registry: RegistryName::parse("population").expect("valid name"),
+            record: b"r1".to_vec(),
+            op: holdfast_types::AuditOp::Get,
+            revision: 1,
+            outcome: holdfast_types::AuditOutcome::Ok,
+            node: 1,
+        }
     }
 
     /// The entry at `index` of term 1, proposed by node 1.
@@ -716,21 +741,10 @@ pub(crate) mod tests {
     /// own index. Nothing else is answered early.
     #[tokio::test]
     async fn only_audit_entries_are_answered_before_the_apply_and_with_what_it_returns() {
-        use holdfast_types::{AuditEvent, AuditOp, AuditOutcome};
-
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let mut sm = store.state_machine().await.unwrap();
-        let event = AuditEvent {
-            time_ms: 7,
-            identity: "clerk".into(),
-            registry: RegistryName::parse("population").expect("valid name"),
-            record: b"r1".to_vec(),
-            op: AuditOp::Get,
-            revision: 1,
-            outcome: AuditOutcome::Ok,
-            node: 1,
-        };
+        let event = audit_event();
         let audit = || EntryPayload::Normal(Command::Audit { events: vec![event.clone(), event.clone()] });
         let members =
             openraft::Membership::new_with_defaults(vec![std::collections::BTreeSet::from([1])], Vec::<u64>::new());

@@ -479,28 +479,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::tests::{entry, put};
+    use crate::db::tests::{audit_event, entry, put, put_as};
     use crate::db::StoreOptions;
     use holdfast_types::record::revision_of;
-    use holdfast_types::{RegistryName, WriteMeta};
-
-    /// A put of record `record` with request id `request_id`, as the entry
-    /// at `index`.
-    fn put_as(index: u64, record: &str, request_id: &str) -> Entry {
-        let command = Command::Put {
-            registry: RegistryName::parse("population").expect("valid name"),
-            record: record.as_bytes().to_vec(),
-            value: b"again".to_vec(),
-            if_revision: None,
-            meta: WriteMeta {
-                request_id: request_id.into(),
-                actor: "clerk".into(),
-                reason: String::new(),
-                commit_time_ms: 2,
-            },
-        };
-        entry(index, EntryPayload::Normal(command))
-    }
+    use holdfast_types::RegistryName;
 
     /// After a restart the block cache is cold: a small batch cannot be
     /// built from memory, and the apply builds it again from the disk,
@@ -517,7 +499,7 @@ mod tests {
         }
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let mut sm = store.state_machine().await.unwrap();
-        let entries = vec![put_as(2, "on-disk", "second")];
+        let entries = vec![put_as(2, "on-disk", "second", b"again")];
         assert!(applies_in_place(&entries), "a lone put is built in place when it can be");
         let cold = build(&store, &entries, sm.membership.clone(), true);
         assert!(
@@ -557,19 +539,7 @@ mod tests {
         };
         assert!(applies_in_place(&batch(IN_PLACE_ITEMS_MAX - 1)));
         assert!(!applies_in_place(&batch(IN_PLACE_ITEMS_MAX)));
-        let audit = |n: usize| {
-            let event = holdfast_types::AuditEvent {
-                time_ms: 1,
-                identity: "clerk".into(),
-                registry: RegistryName::parse("population").expect("valid name"),
-                record: b"r".to_vec(),
-                op: holdfast_types::AuditOp::Get,
-                revision: 1,
-                outcome: holdfast_types::AuditOutcome::Ok,
-                node: 1,
-            };
-            vec![entry(1, EntryPayload::Normal(Command::Audit { events: vec![event; n] }))]
-        };
+        let audit = |n: usize| vec![entry(1, EntryPayload::Normal(Command::Audit { events: vec![audit_event(); n] }))];
         assert!(applies_in_place(&audit(IN_PLACE_ITEMS_MAX - 1)));
         assert!(!applies_in_place(&audit(IN_PLACE_ITEMS_MAX)));
         let big = |bytes: usize| {
