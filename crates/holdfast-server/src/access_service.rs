@@ -30,12 +30,13 @@ impl From<AccessError> for ServerError {
 /// Serves access control for one node.
 pub struct AccessService {
     raft: Raft,
+    view: ReadView,
     auth: Authorizer,
 }
 
 impl AccessService {
-    pub fn new(raft: Raft, auth: Authorizer) -> Self {
-        Self { raft, auth }
+    pub fn new(raft: Raft, view: ReadView, auth: Authorizer) -> Self {
+        Self { raft, view, auth }
     }
 
     /// Validates a grant or revoke and checks that the caller administers
@@ -127,7 +128,7 @@ impl Access for AccessService {
         let run = async {
             self.auth.check(&caller, None, Permission::Admin)?;
             // Linearizable: a grant just made is listed.
-            self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await?;
+            crate::read_barrier::ensure_linearizable(&self.raft, &self.view).await?;
             let policy = self.auth.policy();
             Ok(pb::ListAccessResponse {
                 grants: grants_to_pb(policy.entries()),
@@ -189,7 +190,7 @@ impl Audit for AuditService {
             };
             let record = self.codec.storage_record(&registry, &req.record_id);
             self.auditor.authorize(&self.auth, &caller, &registry, &record, AuditOp::ReadAudit, Permission::Audit)?;
-            self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await?;
+            crate::read_barrier::ensure_linearizable(&self.raft, &self.view).await?;
             let page = self.view.audit_trail(registry.clone(), record.clone(), after, limit).await?;
             // Looking at who looked is itself recorded, before answering.
             let event = self.auditor.event(

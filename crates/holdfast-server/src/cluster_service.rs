@@ -256,7 +256,7 @@ impl Cluster for ClusterService {
                 ));
             };
             // Only the leader proposes; a follower answers with the leader hint.
-            self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await?;
+            crate::read_barrier::ensure_linearizable(&self.raft, &self.view).await?;
             let next = self.view.keyring().borrow().wrapped.keys().max().map_or(1, |id| id + 1);
             let wrapped = crypto.new_wrapped_key(next)?;
             crate::writes::propose_as_leader(&self.raft, Command::AddDataKey { key_id: next, wrapped }).await?;

@@ -46,7 +46,7 @@ pub(crate) async fn run(raft: Raft, view: ReadView, crypto: Arc<Crypto>, mut shu
         let state = view.keyring().borrow().clone();
         let idle = state.current.is_some() && state.wrapped.len() == 1;
         let leads = raft.metrics().borrow_watched().state == openraft::ServerState::Leader;
-        if idle || !leads || raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await.is_err() {
+        if idle || !leads || crate::read_barrier::ensure_linearizable(&raft, &view).await.is_err() {
             pass = Pass::default();
             continue;
         }

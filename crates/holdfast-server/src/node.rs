@@ -270,7 +270,7 @@ async fn serve(
     });
     let cluster =
         ClusterService::new(config.id, config.node_info(), raft.clone(), view.clone(), codec.clone(), auth.clone());
-    let access = AccessService::new(raft.clone(), auth.clone());
+    let access = AccessService::new(raft.clone(), view.clone(), auth.clone());
     let audit = AuditService::new(raft.clone(), view.clone(), codec.clone(), auth, auditor);
     let raft_rpc =
         RaftService::new(config.id, raft.clone(), store, matches!(transport, Transport::Tls(..)), shutdown_rx.clone());

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use holdfast_storage::Raft;
+use holdfast_storage::{Raft, ReadView};
 use holdfast_types::TypeConfig;
 use openraft::errors::{LinearizableReadError, RaftError};
 use tokio::sync::oneshot;
@@ -22,15 +22,25 @@ struct Waiting {
     round_running: bool,
 }
 
+/// Confirms that this node leads (a ReadIndex round) and waits until its
+/// read index is applied here. Meanwhile applies sync at once rather than
+/// wait for a log append's sync to cover them: the applied index this
+/// waits for moves only after their sync.
+pub(crate) async fn ensure_linearizable(raft: &Raft, view: &ReadView) -> Confirmation {
+    let _waiting = view.reader_waiting();
+    raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await.map(|_| ())
+}
+
 /// Coalesces `ensure_linearizable` calls of concurrent reads.
 pub struct ReadBarrier {
     raft: Raft,
+    view: ReadView,
     waiting: Mutex<Waiting>,
 }
 
 impl ReadBarrier {
-    pub fn new(raft: Raft) -> Arc<Self> {
-        Arc::new(Self { raft, waiting: Mutex::default() })
+    pub fn new(raft: Raft, view: ReadView) -> Arc<Self> {
+        Arc::new(Self { raft, view, waiting: Mutex::default() })
     }
 
     /// Returns once a leadership confirmation that started after this call
@@ -62,7 +72,7 @@ impl ReadBarrier {
                 }
                 std::mem::take(&mut waiting.readers)
             };
-            let result: Confirmation = self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await.map(|_| ());
+            let result = ensure_linearizable(&self.raft, &self.view).await;
             for reader in readers {
                 let _ = reader.send(result.clone());
             }

@@ -57,7 +57,7 @@ pub struct RegistryParts {
 impl RegistryService {
     pub fn new(parts: RegistryParts) -> Self {
         let RegistryParts { raft, view, codec, unsafe_local_reads, auth, auditor, writes, metrics } = parts;
-        let barrier = ReadBarrier::new(raft.clone());
+        let barrier = ReadBarrier::new(raft.clone(), view.clone());
         Self { raft, view, codec, unsafe_local_reads, auth, auditor, barrier, writes, metrics }
     }
 

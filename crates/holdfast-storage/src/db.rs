@@ -2,9 +2,9 @@
 //! machine and readers.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
@@ -34,6 +34,30 @@ pub struct Store {
     pub(crate) forget_floor: Arc<ForgetFloor>,
     /// Writes waiting for a WAL sync.
     syncs: Arc<Mutex<Syncs>>,
+    /// Readers waiting for the applied index to move: while any do,
+    /// applies sync at once (see [`Store::sync_soon`]).
+    readers_waiting: Arc<AtomicUsize>,
+}
+
+/// A reader waiting for the applied index (see
+/// [`crate::ReadView::reader_waiting`]).
+pub struct ReaderWaiting {
+    store: Store,
+}
+
+impl ReaderWaiting {
+    pub(crate) fn new(store: &Store) -> Self {
+        store.readers_waiting.fetch_add(1, Ordering::SeqCst);
+        // An apply that queued before the count rose syncs now.
+        store.sync_held();
+        Self { store: store.clone() }
+    }
+}
+
+impl Drop for ReaderWaiting {
+    fn drop(&mut self) {
+        self.store.readers_waiting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Runs sync rounds until nothing waits; dropped unrun, it fails the
@@ -429,6 +453,7 @@ impl Store {
             requests_remembered: REQUEST_IDS_REMEMBERED,
             forget_floor,
             syncs: Arc::default(),
+            readers_waiting: Arc::default(),
         };
         for name in ALL_CFS {
             // Not among the options the C API sets before an open.
@@ -570,6 +595,54 @@ impl Store {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StorageError::Sync(e)),
             Err(_) => Err(StorageError::Sync("the WAL sync was abandoned".into())),
+        }
+    }
+
+    /// Returns once a WAL sync that started after this call has returned,
+    /// as [`Store::wait_for_sync`] does, but starts none itself for `hold`:
+    /// under traffic the next log append's sync, which Raft waits for
+    /// anyway, serves this write too, rather than a sync of its own running
+    /// first on the same WAL and making the append's sync queue behind it.
+    /// While a reader waits for the applied index
+    /// ([`crate::ReadView::reader_waiting`]) it syncs at once. Awaited on
+    /// the runtime; no thread waits.
+    pub(crate) async fn sync_soon(&self, hold: Duration) -> Result<(), StorageError> {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let waiter: SyncWaiter = Box::new(move |synced| {
+            let _ = tx.send(synced.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        });
+        // Queued, not started: a running sync's next round, or whoever
+        // syncs next, takes it.
+        self.syncs.lock().unwrap_or_else(|e| e.into_inner()).waiting.push(waiter);
+        // Queued first, counted after: a reader that arrives in between
+        // finds this waiter queued and starts the sync itself.
+        if self.readers_waiting.load(Ordering::SeqCst) > 0 {
+            self.sync_held();
+        }
+        let synced = match tokio::time::timeout(hold, &mut rx).await {
+            Ok(synced) => synced,
+            Err(_) => {
+                self.sync_held();
+                rx.await
+            }
+        };
+        match synced {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StorageError::Sync(e)),
+            Err(_) => Err(StorageError::Sync("the WAL sync was abandoned".into())),
+        }
+    }
+
+    /// Starts a sync on the blocking pool for the writes that wait for one
+    /// ([`Store::sync_soon`]), unless one is running (it serves them next)
+    /// or nothing waits.
+    fn sync_held(&self) {
+        let start = {
+            let mut syncs = self.syncs.lock().unwrap_or_else(|e| e.into_inner());
+            !syncs.waiting.is_empty() && !std::mem::replace(&mut syncs.running, true)
+        };
+        if start {
+            self.start_syncer();
         }
     }
 
@@ -1104,6 +1177,19 @@ pub(crate) mod tests {
         assert_eq!(info_log.matches("reusing log").count(), 0);
     }
 
+    async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), f).await.expect("no answer within 10 s")
+    }
+
+    /// Waits until `n` writes wait for a sync.
+    async fn until_queued(store: &Store, n: usize) {
+        let started = std::time::Instant::now();
+        while store.syncs.lock().unwrap().waiting.len() < n {
+            assert!(started.elapsed() < Duration::from_secs(10), "writers never queued");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Writers that queue while a sync is running are all served by the
     /// next single sync, each only after it; a lone writer runs its sync
     /// itself; and nothing is left running afterwards.
@@ -1112,9 +1198,6 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let syncs = || store.sync_latency().snapshot().count;
-        async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-            tokio::time::timeout(std::time::Duration::from_secs(10), f).await.expect("no answer within 10 s")
-        }
         let before = syncs();
         let lone = store.clone();
         within(tokio::task::spawn_blocking(move || lone.wait_for_sync())).await.unwrap().unwrap();
@@ -1133,11 +1216,7 @@ pub(crate) mod tests {
                 })
             })
             .collect();
-        let started = std::time::Instant::now();
-        while store.syncs.lock().unwrap().waiting.len() < 40 {
-            assert!(started.elapsed() < std::time::Duration::from_secs(10), "writers never queued");
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        until_queued(&store, 40).await;
         assert_eq!(syncs() - before, 1, "nobody synced while the other sync ran");
         // That sync ends; its thread runs the next round for all of them.
         let syncer = store.clone();
@@ -1147,6 +1226,52 @@ pub(crate) mod tests {
         }
         assert_eq!(syncs() - before, 2, "one sync served the 40 queued writers");
         assert!(!store.syncs.lock().unwrap().running, "the syncer stopped");
+    }
+
+    /// An apply's sync held for an append's starts no sync while it holds:
+    /// the next log append's sync serves it; a reader waiting for the
+    /// applied index cuts the hold short, and while one waits an apply
+    /// syncs at once; a hold that runs out syncs by itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_held_sync_waits_for_an_append_or_a_reader() {
+        const LONG: Duration = Duration::from_secs(600);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let syncs = || store.sync_latency().snapshot().count;
+        let hold = |hold| {
+            let store = store.clone();
+            tokio::spawn(async move { store.sync_soon(hold).await })
+        };
+        let before = syncs();
+
+        let held = hold(LONG);
+        until_queued(&store, 1).await;
+        assert_eq!(syncs(), before, "a held sync starts none");
+        let appender = store.clone();
+        let (synced_tx, synced_rx) = std::sync::mpsc::channel();
+        within(tokio::task::spawn_blocking(move || {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(appender.cf(CF_LOG), log_key(1), b"append");
+            let waiter: SyncWaiter = Box::new(move |synced| synced_tx.send(synced.is_ok()).unwrap());
+            appender.write_then_after_sync(batch, |written| written.unwrap(), waiter);
+        }))
+        .await
+        .unwrap();
+        within(held).await.unwrap().unwrap();
+        assert!(synced_rx.recv().unwrap(), "the append synced");
+        assert_eq!(syncs() - before, 1, "the append's sync served the held one too");
+
+        let held = hold(LONG);
+        until_queued(&store, 1).await;
+        let reader = ReaderWaiting::new(&store);
+        within(held).await.unwrap().unwrap();
+        assert_eq!(syncs() - before, 2, "a waiting reader started a sync");
+        within(hold(LONG)).await.unwrap().unwrap();
+        assert_eq!(syncs() - before, 3, "while a reader waits, a held sync runs at once");
+        drop(reader);
+
+        within(hold(Duration::from_millis(1))).await.unwrap().unwrap();
+        assert_eq!(syncs() - before, 4, "a hold that runs out syncs");
     }
 
     /// An append made as soon as the one before it is written (as Raft

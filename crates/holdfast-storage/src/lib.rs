@@ -18,7 +18,7 @@ mod snapshot;
 mod state_machine;
 mod timings;
 
-pub use db::{Store, StoreOptions};
+pub use db::{ReaderWaiting, Store, StoreOptions};
 pub use error::StorageError;
 pub use log_store::LogStore;
 pub use reader::{AuditPage, HistoryPage, ReadView, ScanPage, StoredVersion, VersionBatch};

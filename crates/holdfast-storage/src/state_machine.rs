@@ -135,10 +135,11 @@ impl StateMachineStore {
     ///
     /// A small batch of that kind whose answer someone waits for (the
     /// leader's) is built and written on the calling runtime thread and
-    /// answered from there (see [`applies_in_place`]); only its sync goes
-    /// to the blocking pool. Everything else is built, written and synced
-    /// on the blocking pool. Either way the apply returns only once a WAL
-    /// sync covers the batch: the sync log appends wait for, shared.
+    /// answered from there (see [`applies_in_place`]). Everything else is
+    /// built and written on the blocking pool. Either way the apply returns
+    /// only once a WAL sync covers the batch. A batch answered before its
+    /// sync waits up to [`APPLY_SYNC_HOLD`] for a log append's sync to
+    /// cover it (see [`Store::sync_soon`]); any other batch syncs at once.
     pub(crate) async fn apply_then_answer(
         &mut self,
         entries: Vec<Entry>,
@@ -171,17 +172,22 @@ impl StateMachineStore {
                 if let Some(answer) = answer.take() {
                     answer(&results);
                 }
+            } else {
+                store.wait_for_sync()?;
             }
-            store.wait_for_sync()?;
-            if let Some(below) = forget_below {
-                store.forget_floor.raise(below);
-            }
+            // Only a batch answered after its sync changes keys or grants.
             let keyring = if keys_changed { Some(read_keyring(&store)?) } else { None };
             let access = if access_changed { Some(read_access(&store)?) } else { None };
-            Ok(((results, last, membership, keyring, access), answer))
+            Ok(((results, last, membership, forget_below, keyring, access), answer))
         })
         .await?;
-        let (results, last, membership, keyring, access) = built;
+        let (results, last, membership, forget_below, keyring, access) = built;
+        if early {
+            self.store.sync_soon(APPLY_SYNC_HOLD).await?;
+        }
+        if let Some(below) = forget_below {
+            self.store.forget_floor.raise(below);
+        }
         self.set_applied(last, membership);
         if let Some(keyring) = keyring {
             self.keyring_tx.send_replace(keyring);
@@ -196,7 +202,7 @@ impl StateMachineStore {
     }
 
     /// Writes a batch built on this runtime thread, answers its entries,
-    /// and returns once a WAL sync on the blocking pool covers it. The
+    /// and returns once a WAL sync covers it (see [`Store::sync_soon`]). The
     /// write stays here unless RocksDB would make it wait
     /// ([`Store::write_small_unsynced`]); the answer leaves from this
     /// thread, so a waiting handler wakes on the runtime rather than from
@@ -214,8 +220,7 @@ impl StateMachineStore {
         if let Some(answer) = answer {
             answer(&results);
         }
-        let store = self.store.clone();
-        blocking(move || store.wait_for_sync()).await?;
+        self.store.sync_soon(APPLY_SYNC_HOLD).await?;
         if let Some(below) = forget_below {
             self.store.forget_floor.raise(below);
         }
@@ -324,6 +329,16 @@ pub(crate) fn applies_in_place(entries: &[Entry]) -> bool {
     }
     true
 }
+
+/// How long the sync of an apply answered before it (see
+/// [`answers_before_sync`]) waits for a log append's sync to cover it too
+/// before it runs one of its own: a few times the gap between a client's
+/// answer and its next write, so a steady writer's next append carries it.
+/// A sync of its own right after the write would run just ahead of that
+/// append's, on the same WAL, and make it wait. Only the applied index
+/// and the next apply wait for the hold; a linearizable read that needs the apply first cuts
+/// the wait short ([`crate::ReadView::reader_waiting`]).
+pub(crate) const APPLY_SYNC_HOLD: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Answers an apply call's entries, given their results in order.
 pub(crate) type Answer = Box<dyn FnOnce(&[CommandResult]) + Send>;
