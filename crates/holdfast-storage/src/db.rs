@@ -41,6 +41,7 @@ pub struct Store {
 
 /// A reader waiting for the applied index (see
 /// [`crate::ReadView::reader_waiting`]).
+#[must_use = "applies hold their syncs again once this is dropped"]
 pub struct ReaderWaiting {
     store: Store,
 }
@@ -93,6 +94,8 @@ pub(crate) type SyncWaiter = Box<dyn FnOnce(&Result<(), StorageError>) + Send>;
 /// and serves every write made before it started.
 #[derive(Default)]
 struct Syncs {
+    /// While no sync runs, only applies that hold their sync for the next
+    /// one ([`Store::sync_soon`]) wait here.
     waiting: Vec<SyncWaiter>,
     /// Whether a thread is syncing; it takes `waiting` until it is empty.
     running: bool,
@@ -869,8 +872,17 @@ pub(crate) mod tests {
         }
     }
 
+    /// Waits until no thread is syncing.
+    pub(crate) async fn syncer_stopped(store: &Store) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.syncs.lock().unwrap().running {
+            assert!(tokio::time::Instant::now() < deadline, "the syncer never stopped");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Waits until `count` writes wait for a WAL sync.
-    async fn syncs_awaited(store: &Store, count: usize) {
+    pub(crate) async fn syncs_awaited(store: &Store, count: usize) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while store.syncs.lock().unwrap().waiting.len() < count {
             assert!(tokio::time::Instant::now() < deadline, "no write waited for a sync");
@@ -1181,15 +1193,6 @@ pub(crate) mod tests {
         tokio::time::timeout(Duration::from_secs(10), f).await.expect("no answer within 10 s")
     }
 
-    /// Waits until `n` writes wait for a sync.
-    async fn until_queued(store: &Store, n: usize) {
-        let started = std::time::Instant::now();
-        while store.syncs.lock().unwrap().waiting.len() < n {
-            assert!(started.elapsed() < Duration::from_secs(10), "writers never queued");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-
     /// Writers that queue while a sync is running are all served by the
     /// next single sync, each only after it; a lone writer runs its sync
     /// itself; and nothing is left running afterwards.
@@ -1216,7 +1219,7 @@ pub(crate) mod tests {
                 })
             })
             .collect();
-        until_queued(&store, 40).await;
+        syncs_awaited(&store, 40).await;
         assert_eq!(syncs() - before, 1, "nobody synced while the other sync ran");
         // That sync ends; its thread runs the next round for all of them.
         let syncer = store.clone();
@@ -1238,14 +1241,19 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let syncs = || store.sync_latency().snapshot().count;
+        // Each hold starts once the syncer of the step before has stopped,
+        // so that only what the step does can sync it.
         let hold = |hold| {
             let store = store.clone();
-            tokio::spawn(async move { store.sync_soon(hold).await })
+            async move {
+                syncer_stopped(&store).await;
+                tokio::spawn(async move { store.sync_soon(hold).await })
+            }
         };
         let before = syncs();
 
-        let held = hold(LONG);
-        until_queued(&store, 1).await;
+        let held = hold(LONG).await;
+        syncs_awaited(&store, 1).await;
         assert_eq!(syncs(), before, "a held sync starts none");
         let appender = store.clone();
         let (synced_tx, synced_rx) = std::sync::mpsc::channel();
@@ -1261,16 +1269,16 @@ pub(crate) mod tests {
         assert!(synced_rx.recv().unwrap(), "the append synced");
         assert_eq!(syncs() - before, 1, "the append's sync served the held one too");
 
-        let held = hold(LONG);
-        until_queued(&store, 1).await;
+        let held = hold(LONG).await;
+        syncs_awaited(&store, 1).await;
         let reader = ReaderWaiting::new(&store);
         within(held).await.unwrap().unwrap();
         assert_eq!(syncs() - before, 2, "a waiting reader started a sync");
-        within(hold(LONG)).await.unwrap().unwrap();
+        within(hold(LONG).await).await.unwrap().unwrap();
         assert_eq!(syncs() - before, 3, "while a reader waits, a held sync runs at once");
         drop(reader);
 
-        within(hold(Duration::from_millis(1))).await.unwrap().unwrap();
+        within(hold(Duration::from_millis(1)).await).await.unwrap().unwrap();
         assert_eq!(syncs() - before, 4, "a hold that runs out syncs");
     }
 

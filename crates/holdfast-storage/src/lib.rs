@@ -4,7 +4,8 @@
 //!
 //! Durability contract: log entries are reported flushed only after a WAL
 //! sync that covers them; each `apply` writes records, history,
-//! `last_applied` and membership in one synced `WriteBatch`. Record ids and
+//! `last_applied` and membership in one `WriteBatch` and returns only after
+//! a WAL sync covers it (its own, or one it shares with log appends). Record ids and
 //! values are opaque bytes here: storage never knows whether they are
 //! sealed.
 

@@ -33,6 +33,8 @@ pub struct StateMachineStore {
     keyring_tx: Arc<watch::Sender<KeyringState>>,
     /// Publishes the replicated access policy whenever it changes.
     access_tx: Arc<watch::Sender<AccessPolicy>>,
+    /// [`APPLY_SYNC_HOLD`], longer in tests.
+    sync_hold: std::time::Duration,
 }
 
 impl std::fmt::Debug for StateMachineStore {
@@ -106,6 +108,7 @@ impl StateMachineStore {
             applied_tx: Arc::new(applied_tx),
             keyring_tx: Arc::new(keyring_tx),
             access_tx: Arc::new(access_tx),
+            sync_hold: APPLY_SYNC_HOLD,
         })
     }
 
@@ -138,8 +141,9 @@ impl StateMachineStore {
     /// answered from there (see [`applies_in_place`]). Everything else is
     /// built and written on the blocking pool. Either way the apply returns
     /// only once a WAL sync covers the batch. A batch answered before its
-    /// sync waits up to [`APPLY_SYNC_HOLD`] for a log append's sync to
-    /// cover it (see [`Store::sync_soon`]); any other batch syncs at once.
+    /// sync waits up to [`APPLY_SYNC_HOLD`] for another sync (under
+    /// traffic, a log append's) to cover it (see [`Store::sync_soon`]); any
+    /// other batch is synced on the pool at once, before its answer.
     pub(crate) async fn apply_then_answer(
         &mut self,
         entries: Vec<Entry>,
@@ -183,7 +187,7 @@ impl StateMachineStore {
         .await?;
         let (results, last, membership, forget_below, keyring, access) = built;
         if early {
-            self.store.sync_soon(APPLY_SYNC_HOLD).await?;
+            self.store.sync_soon(self.sync_hold).await?;
         }
         if let Some(below) = forget_below {
             self.store.forget_floor.raise(below);
@@ -220,7 +224,7 @@ impl StateMachineStore {
         if let Some(answer) = answer {
             answer(&results);
         }
-        self.store.sync_soon(APPLY_SYNC_HOLD).await?;
+        self.store.sync_soon(self.sync_hold).await?;
         if let Some(below) = forget_below {
             self.store.forget_floor.raise(below);
         }
@@ -494,10 +498,58 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::tests::{audit_event, entry, put, put_as};
+    use crate::db::tests::{audit_event, entry, put, put_as, syncer_stopped, syncs_awaited};
     use crate::db::StoreOptions;
     use holdfast_types::record::revision_of;
     use holdfast_types::RegistryName;
+
+    /// An apply answered before its sync, in place or on the pool, runs no
+    /// sync of its own while it holds: the next log append's sync covers
+    /// it, and only then does the applied index move.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_apply_answered_before_its_sync_shares_the_next_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let mut sm = store.state_machine().await.unwrap();
+        sm.sync_hold = std::time::Duration::from_secs(600);
+        let view = sm.read_view();
+        let syncs = || store.sync_latency().snapshot().count;
+        let small = vec![put(1, "q1")];
+        let large: Vec<Entry> = (10..=30).map(|i| put(i, &format!("q{i}"))).collect();
+        for (entries, in_place) in [(small, true), (large, false)] {
+            assert_eq!(applies_in_place(&entries), in_place);
+            let last = entries.last().unwrap().log_id.index;
+            syncer_stopped(&store).await;
+            let before = syncs();
+            let (answer_tx, answered) = std::sync::mpsc::channel();
+            let answer: Answer = Box::new(move |_| {
+                let _ = answer_tx.send(());
+            });
+            let applying = tokio::spawn(async move {
+                sm.apply_then_answer(entries, Some(answer)).await.unwrap();
+                sm
+            });
+            syncs_awaited(&store, 1).await;
+            assert!(answered.try_recv().is_ok(), "answered before the sync");
+            assert_eq!(syncs(), before, "the apply runs no sync while it holds");
+            assert!(view.applied_index() < last, "not applied before a sync covers it");
+
+            let appender = store.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(appender.cf(CF_LOG), log_key(last + 1), b"append");
+                appender.write_then_after_sync(batch, |written| written.unwrap(), Box::new(|_| {}));
+            })
+            .await
+            .unwrap();
+            sm = tokio::time::timeout(std::time::Duration::from_secs(10), applying)
+                .await
+                .expect("the append's sync ended the hold")
+                .unwrap();
+            assert_eq!(syncs() - before, 1, "one sync served the append and the apply");
+            assert_eq!(view.applied_index(), last);
+        }
+    }
 
     /// After a restart the block cache is cold: a small batch cannot be
     /// built from memory, and the apply builds it again from the disk,
