@@ -1243,16 +1243,14 @@ pub(crate) mod tests {
         let syncs = || store.sync_latency().snapshot().count;
         // Each hold starts once the syncer of the step before has stopped,
         // so that only what the step does can sync it.
-        let hold = |hold| {
+        async fn hold(store: &Store, hold: Duration) -> tokio::task::JoinHandle<Result<(), StorageError>> {
+            syncer_stopped(store).await;
             let store = store.clone();
-            async move {
-                syncer_stopped(&store).await;
-                tokio::spawn(async move { store.sync_soon(hold).await })
-            }
-        };
+            tokio::spawn(async move { store.sync_soon(hold).await })
+        }
         let before = syncs();
 
-        let held = hold(LONG).await;
+        let held = hold(&store, LONG).await;
         syncs_awaited(&store, 1).await;
         assert_eq!(syncs(), before, "a held sync starts none");
         let appender = store.clone();
@@ -1269,16 +1267,16 @@ pub(crate) mod tests {
         assert!(synced_rx.recv().unwrap(), "the append synced");
         assert_eq!(syncs() - before, 1, "the append's sync served the held one too");
 
-        let held = hold(LONG).await;
+        let held = hold(&store, LONG).await;
         syncs_awaited(&store, 1).await;
         let reader = ReaderWaiting::new(&store);
         within(held).await.unwrap().unwrap();
         assert_eq!(syncs() - before, 2, "a waiting reader started a sync");
-        within(hold(LONG).await).await.unwrap().unwrap();
+        within(hold(&store, LONG).await).await.unwrap().unwrap();
         assert_eq!(syncs() - before, 3, "while a reader waits, a held sync runs at once");
         drop(reader);
 
-        within(hold(Duration::from_millis(1)).await).await.unwrap().unwrap();
+        within(hold(&store, Duration::from_millis(1)).await).await.unwrap().unwrap();
         assert_eq!(syncs() - before, 4, "a hold that runs out syncs");
     }
 
