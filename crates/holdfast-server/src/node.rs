@@ -219,6 +219,9 @@ impl Node {
             task.abort();
         }
         let served = self.server.await;
+        // No append will come to cover an apply that holds its sync for
+        // one: applies sync at once, so the store closes soon after Raft.
+        let _syncing = self.view.reader_waiting();
         self.raft.shutdown().await.map_err(|e| ServerError::Raft(e.to_string()))?;
         match served {
             Ok(Ok(())) => Ok(()),
