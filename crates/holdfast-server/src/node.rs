@@ -220,8 +220,8 @@ impl Node {
         }
         let served = self.server.await;
         // No append will come to cover an apply that holds its sync for
-        // one: applies sync at once, so the store closes soon after Raft.
-        let _syncing = self.view.reader_waiting();
+        // one: applies sync at once rather than hold for up to 2 ms.
+        let _prompt = self.view.prompt_apply_syncs();
         self.raft.shutdown().await.map_err(|e| ServerError::Raft(e.to_string()))?;
         match served {
             Ok(Ok(())) => Ok(()),

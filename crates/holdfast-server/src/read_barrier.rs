@@ -27,7 +27,7 @@ struct Waiting {
 /// wait for a log append's sync to cover them: the applied index this
 /// waits for moves only after their sync.
 pub(crate) async fn ensure_linearizable(raft: &Raft, view: &ReadView) -> Confirmation {
-    let _waiting = view.reader_waiting();
+    let _prompt = view.prompt_apply_syncs();
     raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await.map(|_| ())
 }
 

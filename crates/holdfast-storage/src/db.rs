@@ -34,30 +34,47 @@ pub struct Store {
     pub(crate) forget_floor: Arc<ForgetFloor>,
     /// Writes waiting for a WAL sync.
     syncs: Arc<Mutex<Syncs>>,
-    /// Readers waiting for the applied index to move: while any do,
-    /// applies sync at once (see [`Store::sync_soon`]).
-    readers_waiting: Arc<AtomicUsize>,
+    /// Live [`PromptApplySyncs`] guards: while any live, applies sync at
+    /// once (see [`Store::sync_soon`]).
+    prompt_apply_syncs: Arc<AtomicUsize>,
 }
 
-/// A reader waiting for the applied index (see
-/// [`crate::ReadView::reader_waiting`]).
+/// While it lives, applies sync at once rather than hold their syncs for
+/// a log append's (see [`crate::ReadView::prompt_apply_syncs`]).
 #[must_use = "applies hold their syncs again once this is dropped"]
-pub struct ReaderWaiting {
+pub struct PromptApplySyncs {
     store: Store,
 }
 
-impl ReaderWaiting {
+impl PromptApplySyncs {
     pub(crate) fn new(store: &Store) -> Self {
-        store.readers_waiting.fetch_add(1, Ordering::SeqCst);
+        store.prompt_apply_syncs.fetch_add(1, Ordering::SeqCst);
         // An apply that queued before the count rose syncs now.
-        store.sync_held();
+        store.sync_waiting_now();
         Self { store: store.clone() }
     }
 }
 
-impl Drop for ReaderWaiting {
+impl Drop for PromptApplySyncs {
     fn drop(&mut self) {
-        self.store.readers_waiting.fetch_sub(1, Ordering::SeqCst);
+        self.store.prompt_apply_syncs.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a [`SyncWaiter`] passes on: the sync's outcome, as text.
+type SyncOutcome = Result<(), String>;
+
+fn sync_outcome(synced: &Result<(), StorageError>) -> SyncOutcome {
+    synced.as_ref().map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// The outcome a waiter received, or that it never will (its sender was
+/// dropped unsent).
+fn received_outcome<E>(received: Result<SyncOutcome, E>) -> Result<(), StorageError> {
+    match received {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(StorageError::Sync(e)),
+        Err(_) => Err(StorageError::Sync("the WAL sync was abandoned".into())),
     }
 }
 
@@ -456,7 +473,7 @@ impl Store {
             requests_remembered: REQUEST_IDS_REMEMBERED,
             forget_floor,
             syncs: Arc::default(),
-            readers_waiting: Arc::default(),
+            prompt_apply_syncs: Arc::default(),
         };
         for name in ALL_CFS {
             // Not among the options the C API sets before an open.
@@ -587,18 +604,14 @@ impl Store {
     pub(crate) fn wait_for_sync(&self) -> Result<(), StorageError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let waiter: SyncWaiter = Box::new(move |synced| {
-            let _ = tx.send(synced.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            let _ = tx.send(sync_outcome(synced));
         });
         if self.enqueue_for_sync(waiter) && self.sync_round() && self.more_to_sync() {
             // Writes that arrived during this round go to a thread of their
             // own; this one has its answer.
             self.start_syncer();
         }
-        match rx.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StorageError::Sync(e)),
-            Err(_) => Err(StorageError::Sync("the WAL sync was abandoned".into())),
-        }
+        received_outcome(rx.recv())
     }
 
     /// Returns once a WAL sync that started after this call has returned,
@@ -606,40 +619,36 @@ impl Store {
     /// under traffic the next log append's sync, which Raft waits for
     /// anyway, serves this write too, rather than a sync of its own running
     /// first on the same WAL and making the append's sync queue behind it.
-    /// While a reader waits for the applied index
-    /// ([`crate::ReadView::reader_waiting`]) it syncs at once. Awaited on
-    /// the runtime; no thread waits.
+    /// While a [`PromptApplySyncs`] lives (a linearizable read's ReadIndex
+    /// round, a node shutting down) it syncs at once. Awaited on the
+    /// runtime; no thread waits.
     pub(crate) async fn sync_soon(&self, hold: Duration) -> Result<(), StorageError> {
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         let waiter: SyncWaiter = Box::new(move |synced| {
-            let _ = tx.send(synced.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            let _ = tx.send(sync_outcome(synced));
         });
         // Queued, not started: a running sync's next round, or whoever
         // syncs next, takes it.
         self.syncs.lock().unwrap_or_else(|e| e.into_inner()).waiting.push(waiter);
-        // Queued first, counted after: a reader that arrives in between
-        // finds this waiter queued and starts the sync itself.
-        if self.readers_waiting.load(Ordering::SeqCst) > 0 {
-            self.sync_held();
+        // Queued first, counted after: a guard taken in between finds
+        // this waiter queued and starts the sync itself.
+        if self.prompt_apply_syncs.load(Ordering::SeqCst) > 0 {
+            self.sync_waiting_now();
         }
         let synced = match tokio::time::timeout(hold, &mut rx).await {
             Ok(synced) => synced,
             Err(_) => {
-                self.sync_held();
+                self.sync_waiting_now();
                 rx.await
             }
         };
-        match synced {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StorageError::Sync(e)),
-            Err(_) => Err(StorageError::Sync("the WAL sync was abandoned".into())),
-        }
+        received_outcome(synced)
     }
 
     /// Starts a sync on the blocking pool for the writes that wait for one
     /// ([`Store::sync_soon`]), unless one is running (it serves them next)
     /// or nothing waits.
-    fn sync_held(&self) {
+    fn sync_waiting_now(&self) {
         let start = {
             let mut syncs = self.syncs.lock().unwrap_or_else(|e| e.into_inner());
             !syncs.waiting.is_empty() && !std::mem::replace(&mut syncs.running, true)
@@ -844,13 +853,13 @@ pub(crate) mod tests {
         assert_ne!(applied[2], applied[4], "each audit entry's answer names its own revision");
     }
 
-    /// Holds every WAL sync until released: the store believes a syncer
+    /// Keeps every WAL sync waiting until released: the store believes a syncer
     /// is running. A drop without a release (a failed assertion) runs one
     /// on a thread of its own, so a failing test ends instead of leaving a
     /// write waiting forever.
-    struct HeldSyncs(Option<Store>);
+    struct BusySyncer(Option<Store>);
 
-    impl HeldSyncs {
+    impl BusySyncer {
         fn new(store: &Store) -> Self {
             store.syncs.lock().unwrap().running = true;
             Self(Some(store.clone()))
@@ -859,12 +868,12 @@ pub(crate) mod tests {
         /// Runs sync rounds until nothing waits; returns once the store
         /// has stopped syncing.
         async fn release(mut self) {
-            let store = self.0.take().expect("held");
+            let store = self.0.take().expect("not released yet");
             tokio::task::spawn_blocking(move || SyncerGuard::new(&store).run()).await.unwrap();
         }
     }
 
-    impl Drop for HeldSyncs {
+    impl Drop for BusySyncer {
         fn drop(&mut self) {
             if let Some(store) = self.0.take() {
                 std::thread::spawn(move || SyncerGuard::new(&store).run());
@@ -872,22 +881,53 @@ pub(crate) mod tests {
         }
     }
 
-    /// Waits until no thread is syncing.
-    pub(crate) async fn syncer_stopped(store: &Store) {
+    /// Waits (10 s at most) until `done` holds of the store's syncs.
+    async fn until_syncs(store: &Store, what: &str, done: impl Fn(&Syncs) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while store.syncs.lock().unwrap().running {
-            assert!(tokio::time::Instant::now() < deadline, "the syncer never stopped");
+        while !done(&store.syncs.lock().unwrap()) {
+            assert!(tokio::time::Instant::now() < deadline, "{what} never happened");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
+    /// Waits until no thread is syncing.
+    pub(crate) async fn syncer_stopped(store: &Store) {
+        until_syncs(store, "the syncer stopping", |syncs| !syncs.running).await;
+    }
+
     /// Waits until `count` writes wait for a WAL sync.
     pub(crate) async fn syncs_awaited(store: &Store, count: usize) {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while store.syncs.lock().unwrap().waiting.len() < count {
-            assert!(tokio::time::Instant::now() < deadline, "no write waited for a sync");
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        until_syncs(store, "writes waiting for a sync", |syncs| syncs.waiting.len() >= count).await;
+    }
+
+    /// Whether a thread is syncing.
+    pub(crate) fn syncing(store: &Store) -> bool {
+        store.syncs.lock().unwrap().running
+    }
+
+    /// Awaits `f` for 10 s at most.
+    pub(crate) async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), f).await.expect("no answer within 10 s")
+    }
+
+    /// Appends a log entry at `index` as the log store does (written, then
+    /// synced by this thread unless a sync is running), on the blocking
+    /// pool; returns once it is written, with the receiver of whether its
+    /// sync succeeded.
+    pub(crate) async fn append(store: &Store, index: u64) -> std::sync::mpsc::Receiver<bool> {
+        let store = store.clone();
+        let (synced_tx, synced_rx) = std::sync::mpsc::channel();
+        within(tokio::task::spawn_blocking(move || {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.cf(CF_LOG), log_key(index), b"append");
+            let waiter: SyncWaiter = Box::new(move |synced| {
+                let _ = synced_tx.send(synced.is_ok());
+            });
+            store.write_then_after_sync(batch, |written| written.unwrap(), waiter);
+        }))
+        .await
+        .unwrap();
+        synced_rx
     }
 
     /// A batch of client writes is answered once it is written (and
@@ -911,7 +951,7 @@ pub(crate) mod tests {
         // from the blocking pool.
         let runtime_thread = std::thread::current().id();
         for (entries, before_sync, written) in cases {
-            let held = HeldSyncs::new(&store);
+            let busy = BusySyncer::new(&store);
             let (answer_tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
             let (thread_tx, mut answered_on) = tokio::sync::mpsc::unbounded_channel();
             let keyring = view.keyring();
@@ -944,7 +984,7 @@ pub(crate) mod tests {
                 assert!(answered.try_recv().is_err(), "a keyring change is answered only after its sync");
             }
             assert!(!applying.is_finished(), "the apply returns only after its sync");
-            held.release().await;
+            busy.release().await;
             let (returned, applied) = applying.await.unwrap();
             sm = returned;
             let applied = applied.unwrap();
@@ -1189,10 +1229,6 @@ pub(crate) mod tests {
         assert_eq!(info_log.matches("reusing log").count(), 0);
     }
 
-    async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-        tokio::time::timeout(Duration::from_secs(10), f).await.expect("no answer within 10 s")
-    }
-
     /// Writers that queue while a sync is running are all served by the
     /// next single sync, each only after it; a lone writer runs its sync
     /// itself; and nothing is left running afterwards.
@@ -1232,11 +1268,12 @@ pub(crate) mod tests {
     }
 
     /// An apply's sync held for an append's starts no sync while it holds:
-    /// the next log append's sync serves it; a reader waiting for the
-    /// applied index cuts the hold short, and while one waits an apply
-    /// syncs at once; a hold that runs out syncs by itself.
+    /// the next log append's sync serves it; a [`PromptApplySyncs`] guard
+    /// (a reader waiting for the applied index) cuts the hold short, and
+    /// while one lives an apply syncs at once; a hold that runs out syncs
+    /// by itself.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_held_sync_waits_for_an_append_or_a_reader() {
+    async fn a_held_sync_waits_for_an_append_or_a_prompt() {
         const LONG: Duration = Duration::from_secs(600);
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
@@ -1252,29 +1289,20 @@ pub(crate) mod tests {
 
         let held = hold(&store, LONG).await;
         syncs_awaited(&store, 1).await;
-        assert_eq!(syncs(), before, "a held sync starts none");
-        let appender = store.clone();
-        let (synced_tx, synced_rx) = std::sync::mpsc::channel();
-        within(tokio::task::spawn_blocking(move || {
-            let mut batch = WriteBatch::default();
-            batch.put_cf(appender.cf(CF_LOG), log_key(1), b"append");
-            let waiter: SyncWaiter = Box::new(move |synced| synced_tx.send(synced.is_ok()).unwrap());
-            appender.write_then_after_sync(batch, |written| written.unwrap(), waiter);
-        }))
-        .await
-        .unwrap();
+        assert!(!syncing(&store) && syncs() == before, "a held sync starts none");
+        let synced = append(&store, 1).await;
         within(held).await.unwrap().unwrap();
-        assert!(synced_rx.recv().unwrap(), "the append synced");
+        assert!(synced.recv().unwrap(), "the append synced");
         assert_eq!(syncs() - before, 1, "the append's sync served the held one too");
 
         let held = hold(&store, LONG).await;
         syncs_awaited(&store, 1).await;
-        let reader = ReaderWaiting::new(&store);
+        let prompt = PromptApplySyncs::new(&store);
         within(held).await.unwrap().unwrap();
-        assert_eq!(syncs() - before, 2, "a waiting reader started a sync");
+        assert_eq!(syncs() - before, 2, "the guard started a sync");
         within(hold(&store, LONG).await).await.unwrap().unwrap();
-        assert_eq!(syncs() - before, 3, "while a reader waits, a held sync runs at once");
-        drop(reader);
+        assert_eq!(syncs() - before, 3, "while the guard lives, a held sync runs at once");
+        drop(prompt);
 
         within(hold(&store, Duration::from_millis(1)).await).await.unwrap().unwrap();
         assert_eq!(syncs() - before, 4, "a hold that runs out syncs");

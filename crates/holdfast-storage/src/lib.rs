@@ -4,10 +4,10 @@
 //!
 //! Durability contract: log entries are reported flushed only after a WAL
 //! sync that covers them; each `apply` writes records, history,
-//! `last_applied` and membership in one `WriteBatch` and returns only after
-//! a WAL sync covers it (its own, or one it shares with log appends). Record ids and
-//! values are opaque bytes here: storage never knows whether they are
-//! sealed.
+//! `last_applied` and membership in one `WriteBatch` and returns only
+//! after a WAL sync covers it (its own, or one it shares with log
+//! appends). Record ids and values are opaque bytes here: storage never
+//! knows whether they are sealed.
 
 mod apply;
 mod db;
@@ -19,7 +19,7 @@ mod snapshot;
 mod state_machine;
 mod timings;
 
-pub use db::{ReaderWaiting, Store, StoreOptions};
+pub use db::{PromptApplySyncs, Store, StoreOptions};
 pub use error::StorageError;
 pub use log_store::LogStore;
 pub use reader::{AuditPage, HistoryPage, ReadView, ScanPage, StoredVersion, VersionBatch};

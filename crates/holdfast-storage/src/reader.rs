@@ -13,7 +13,7 @@ use holdfast_types::{
     AccessPolicy, AuditEvent, AuditOp, AuditOutcome, KeyringState, LogId, RecordVersion, RegistryName, Revision,
 };
 
-use crate::db::{read_options, total_order, ReaderWaiting, Store};
+use crate::db::{read_options, total_order, PromptApplySyncs, Store};
 use crate::error::{blocking, StorageError};
 use crate::keys::*;
 
@@ -278,13 +278,13 @@ impl ReadView {
         .await
     }
 
-    /// For a reader about to wait for the applied index (a linearizable
-    /// read): until the guard drops, an apply syncs at once rather than
-    /// wait for a log append's sync to cover it (the applied index moves
-    /// only after the sync, and no append may come soon), and one that is
-    /// waiting now syncs at once.
-    pub fn reader_waiting(&self) -> ReaderWaiting {
-        ReaderWaiting::new(&self.store)
+    /// Until the guard drops, an apply syncs at once rather than wait for a
+    /// log append's sync to cover it, and one that is waiting now syncs at
+    /// once: for a reader about to wait for the applied index (which moves
+    /// only after the sync, and no append may come soon), and for a node
+    /// shutting down (no append will come).
+    pub fn prompt_apply_syncs(&self) -> PromptApplySyncs {
+        PromptApplySyncs::new(&self.store)
     }
 
     /// The log index of the last applied entry, as published by the state
@@ -301,7 +301,7 @@ impl ReadView {
 
     /// Waits until the state machine has applied the entry at log `index`.
     pub async fn wait_applied(&self, index: u64) -> Result<(), StorageError> {
-        let _waiting = self.reader_waiting();
+        let _prompt = self.prompt_apply_syncs();
         let mut rx = self.applied_rx.clone();
         rx.wait_for(|applied| *applied >= index)
             .await

@@ -140,10 +140,12 @@ impl StateMachineStore {
     /// leader's) is built and written on the calling runtime thread and
     /// answered from there (see [`applies_in_place`]). Everything else is
     /// built and written on the blocking pool. Either way the apply returns
-    /// only once a WAL sync covers the batch. A batch answered before its
-    /// sync waits up to [`APPLY_SYNC_HOLD`] for another sync (under
-    /// traffic, a log append's) to cover it (see [`Store::sync_soon`]); any
-    /// other batch is synced on the pool at once, before its answer.
+    /// only once a WAL sync covers the batch. A batch that may be answered
+    /// before its sync ([`answers_before_sync`]), whether or not anyone
+    /// waits for the answer, waits up to [`APPLY_SYNC_HOLD`] for another
+    /// sync (under traffic, a log append's) to cover it (see
+    /// [`Store::sync_soon`]); any other batch is synced on the pool at
+    /// once, before its answer.
     pub(crate) async fn apply_then_answer(
         &mut self,
         entries: Vec<Entry>,
@@ -179,7 +181,8 @@ impl StateMachineStore {
             } else {
                 store.wait_for_sync()?;
             }
-            // Only a batch answered after its sync changes keys or grants.
+            // A batch that changes keys or grants is never answered early:
+            // these reads follow its sync above.
             let keyring = if keys_changed { Some(read_keyring(&store)?) } else { None };
             let access = if access_changed { Some(read_access(&store)?) } else { None };
             Ok(((results, last, membership, forget_below, keyring, access), answer))
@@ -334,14 +337,15 @@ pub(crate) fn applies_in_place(entries: &[Entry]) -> bool {
     true
 }
 
-/// How long the sync of an apply answered before it (see
-/// [`answers_before_sync`]) waits for a log append's sync to cover it too
-/// before it runs one of its own: a few times the gap between a client's
-/// answer and its next write, so a steady writer's next append carries it.
-/// A sync of its own right after the write would run just ahead of that
-/// append's, on the same WAL, and make it wait. Only the applied index
-/// and the next apply wait for the hold; a linearizable read that needs the apply first cuts
-/// the wait short ([`crate::ReadView::reader_waiting`]).
+/// How long the sync of an apply that may be answered before it (see
+/// [`answers_before_sync`]) waits for another sync to cover it too before
+/// it runs one of its own. Meant to exceed the gap between a client's
+/// answer and its next write, so that a steady writer's next log append
+/// carries it: a sync of its own right after the write would run just
+/// ahead of that append's, on the same WAL, and could make it wait. Only
+/// the applied index and the next apply wait for the hold; a
+/// linearizable read cuts it short
+/// ([`crate::ReadView::prompt_apply_syncs`]).
 pub(crate) const APPLY_SYNC_HOLD: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Answers an apply call's entries, given their results in order.
@@ -498,7 +502,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::tests::{audit_event, entry, put, put_as, syncer_stopped, syncs_awaited};
+    use crate::db::tests::{append, audit_event, entry, put, put_as, syncer_stopped, syncing, syncs_awaited, within};
     use crate::db::StoreOptions;
     use holdfast_types::record::revision_of;
     use holdfast_types::RegistryName;
@@ -531,21 +535,12 @@ mod tests {
             });
             syncs_awaited(&store, 1).await;
             assert!(answered.try_recv().is_ok(), "answered before the sync");
-            assert_eq!(syncs(), before, "the apply runs no sync while it holds");
+            assert!(!syncing(&store) && syncs() == before, "the apply runs no sync while it holds");
             assert!(view.applied_index() < last, "not applied before a sync covers it");
 
-            let appender = store.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut batch = WriteBatch::default();
-                batch.put_cf(appender.cf(CF_LOG), log_key(last + 1), b"append");
-                appender.write_then_after_sync(batch, |written| written.unwrap(), Box::new(|_| {}));
-            })
-            .await
-            .unwrap();
-            sm = tokio::time::timeout(std::time::Duration::from_secs(10), applying)
-                .await
-                .expect("the append's sync ended the hold")
-                .unwrap();
+            let synced = append(&store, last + 1).await;
+            sm = within(applying).await.unwrap();
+            assert!(synced.recv().unwrap(), "the append synced");
             assert_eq!(syncs() - before, 1, "one sync served the append and the apply");
             assert_eq!(view.applied_index(), last);
         }
