@@ -853,10 +853,10 @@ pub(crate) mod tests {
         assert_ne!(applied[2], applied[4], "each audit entry's answer names its own revision");
     }
 
-    /// Keeps every WAL sync waiting until released: the store believes a syncer
-    /// is running. A drop without a release (a failed assertion) runs one
-    /// on a thread of its own, so a failing test ends instead of leaving a
-    /// write waiting forever.
+    /// Keeps every WAL sync waiting until released: the store believes a
+    /// syncer is running. A drop without a release (a failed assertion)
+    /// runs one on a thread of its own, so a failing test ends instead of
+    /// leaving a write waiting forever.
     struct BusySyncer(Option<Store>);
 
     impl BusySyncer {
@@ -1264,7 +1264,7 @@ pub(crate) mod tests {
             within(writer).await.unwrap().unwrap();
         }
         assert_eq!(syncs() - before, 2, "one sync served the 40 queued writers");
-        assert!(!store.syncs.lock().unwrap().running, "the syncer stopped");
+        assert!(!syncing(&store), "the syncer stopped");
     }
 
     /// An apply's sync held for an append's starts no sync while it holds:
