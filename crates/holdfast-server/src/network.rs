@@ -400,8 +400,10 @@ impl PeerClient {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let target = self.target;
-        let Snapshot { meta, snapshot: mut file } = snapshot;
+        let Snapshot { meta, snapshot } = snapshot;
         let io = |e: std::io::Error| StreamingError::from(network_error(format!("snapshot for node {target}: {e}")));
+        // A checkpoint is streamed into its file here, the first time.
+        let mut file = snapshot.into_file().await.map_err(|e| io(e.into()))?;
         let len = file.seek(std::io::SeekFrom::End(0)).await.map_err(io)?;
         file.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
         let offer = encode(&SnapshotOffer { vote, meta, len })
@@ -456,7 +458,7 @@ impl PeerClient {
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
-    type SnapshotData = tokio::fs::File;
+    type SnapshotData = holdfast_storage::SnapshotData;
 
     async fn append_entries(
         &mut self,

@@ -109,7 +109,7 @@ impl RaftService {
             )));
         }
         file.flush().await.map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Snapshot { meta: offer.meta, snapshot: file })
+        Ok(Snapshot { meta: offer.meta, snapshot: file.into() })
     }
 }
 

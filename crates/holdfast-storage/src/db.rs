@@ -125,65 +125,23 @@ impl std::fmt::Debug for Store {
 }
 
 /// Which remembered request ids compaction may drop: those numbered below
-/// every apply's window ([`ForgetFloor::raise`]) and below the window of
-/// every snapshot being built ([`ForgetFloor::pin`]). RocksDB applies
-/// compaction filters even to data an open snapshot still sees, so without
-/// the pins a snapshot could miss ids its own state still remembers.
+/// every apply's window ([`ForgetFloor::raise`]). A snapshot is a
+/// checkpoint, immutable files that compaction of the live database never
+/// touches, so it keeps every id its own state remembers.
 #[derive(Debug, Default)]
 pub(crate) struct ForgetFloor {
-    state: Mutex<FloorState>,
     /// What the compaction filter reads: ids numbered below it may go.
     drop_below: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct FloorState {
-    forgotten_below: u64,
-    /// The floors of snapshots being built (a multiset).
-    pins: Vec<u64>,
-}
-
-/// Holds the floor of one snapshot build until dropped.
-pub(crate) struct FloorPin {
-    floor: Arc<ForgetFloor>,
-    value: u64,
 }
 
 impl ForgetFloor {
     /// After an apply: ids numbered below `below` are forgotten for good.
     pub(crate) fn raise(&self, below: u64) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.forgotten_below = state.forgotten_below.max(below);
-        self.publish(&state);
-    }
-
-    /// Keeps every id the state machine remembers now until the pin is
-    /// dropped. Take it before the RocksDB snapshot it protects.
-    pub(crate) fn pin(self: &Arc<Self>) -> FloorPin {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let value = state.forgotten_below;
-        state.pins.push(value);
-        self.publish(&state);
-        FloorPin { floor: self.clone(), value }
-    }
-
-    fn publish(&self, state: &FloorState) {
-        let lowest = state.pins.iter().copied().fold(state.forgotten_below, u64::min);
-        self.drop_below.store(lowest, Ordering::Release);
+        self.drop_below.fetch_max(below, Ordering::AcqRel);
     }
 
     fn drop_below(&self) -> u64 {
         self.drop_below.load(Ordering::Acquire)
-    }
-}
-
-impl Drop for FloorPin {
-    fn drop(&mut self) {
-        let mut state = self.floor.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = state.pins.iter().position(|p| *p == self.value) {
-            state.pins.swap_remove(at);
-        }
-        self.floor.publish(&state);
     }
 }
 
@@ -993,29 +951,6 @@ pub(crate) mod tests {
                 assert_eq!(answer, Some((applied, Some(7))), "answered after the sync, with the new key in use");
             }
         }
-    }
-
-    #[tokio::test]
-    async fn a_snapshot_being_built_keeps_the_request_ids_it_remembers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap().remember_requests(2);
-        let mut sm = store.state_machine().await.unwrap();
-        sm.apply_batch(vec![put(1, "q1"), put(2, "q2")]).await.unwrap();
-        // As a snapshot build does: pinned before its RocksDB snapshot.
-        let pin = store.forget_floor.pin();
-        sm.apply_batch(vec![put(3, "q3"), put(4, "q4"), put(5, "q5")]).await.unwrap();
-        let cf = store.cf(CF_REQUESTS);
-        let compact = || {
-            store.db.flush_cf(cf).unwrap();
-            store.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
-        };
-        let stored = |key: &[u8]| store.db.get_cf(cf, key).unwrap().is_some();
-        compact();
-        assert!(stored(b"q1") && stored(b"q2") && stored(b"q3"), "the pinned window survives compaction");
-        drop(pin);
-        compact();
-        assert!(!stored(b"q1") && !stored(b"q2") && !stored(b"q3"), "unpinned, forgotten ids go");
-        assert!(stored(b"q4") && stored(b"q5"));
     }
 
     #[tokio::test]

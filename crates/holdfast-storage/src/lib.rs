@@ -23,7 +23,7 @@ pub use db::{PromptApplySyncs, Store, StoreOptions};
 pub use error::StorageError;
 pub use log_store::LogStore;
 pub use reader::{AuditPage, HistoryPage, ReadView, ScanPage, StoredVersion, VersionBatch};
-pub use state_machine::{Snapshot, StateMachineStore};
+pub use state_machine::{Snapshot, SnapshotData, StateMachineStore};
 pub use timings::{HistogramSnapshot, LatencyHistogram, LATENCY_BUCKETS_SECONDS};
 
 /// The Raft handle of a holdfast node (openraft 0.10 names the state

@@ -1,5 +1,13 @@
-//! Snapshot files: built by streaming a RocksDB snapshot to disk, verified
-//! and loaded in bounded batches, never held whole in memory.
+//! Snapshots: RocksDB checkpoints, and the files a checkpoint is streamed
+//! into when a node needs it; verified and loaded in bounded batches,
+//! never held whole in memory.
+//!
+//! Building a snapshot costs a memtable flush and hard links, not a copy
+//! of the state: a checkpoint (`snap-<index>-<term>-<nanos>.ckpt/db`) is
+//! the state machine's files as they were, immutable. Only when a lagging
+//! node must be sent a snapshot is the checkpoint streamed into a file
+//! (`snapshot.snap` inside it), once; received snapshots are kept as such
+//! files (`snap-<index>-<term>-<nanos>.snap`).
 //!
 //! File format (do not change; bump `SNAPSHOT_FORMAT` for a new one):
 //! `MAGIC | format u8 | u32 BE header length | header (codec SnapshotMeta) |
@@ -10,7 +18,8 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use rocksdb::{IteratorMode, WriteBatch};
+use rocksdb::checkpoint::Checkpoint;
+use rocksdb::{IteratorMode, Options, WriteBatch, DB};
 use sha2::{Digest, Sha256};
 
 use holdfast_types::codec::{decode, encode};
@@ -40,6 +49,12 @@ const SNAPSHOT_ITEM_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Bytes buffered into one RocksDB batch while loading a snapshot.
 const LOAD_BATCH_BYTES: usize = 4 * 1024 * 1024;
 const BUFFER_BYTES: usize = 256 * 1024;
+/// A checkpoint snapshot's directory ends so; a snapshot file, `.snap`.
+const CHECKPOINT_EXTENSION: &str = "ckpt";
+/// The RocksDB checkpoint inside a checkpoint snapshot's directory.
+const CHECKPOINT_DB: &str = "db";
+/// The file a checkpoint is streamed into, inside its directory.
+const CHECKPOINT_FILE: &str = "snapshot.snap";
 
 fn bad(path: &Path, reason: impl Into<String>) -> StorageError {
     StorageError::BadSnapshot { path: path.display().to_string(), reason: reason.into() }
@@ -70,13 +85,17 @@ fn write_item(out: &mut impl Write, tag: u8, key: &[u8], value: &[u8]) -> std::i
     out.write_all(value)
 }
 
-/// A new file name for a snapshot: sorts by last applied index, then by
-/// when it was written (built here or received).
-fn file_name(meta: &SnapshotMeta) -> String {
+/// A new name for a snapshot (file or checkpoint directory): names sort
+/// by last applied index, then by when the snapshot was made (built here
+/// or received), whatever the extension.
+fn snapshot_name(meta: &SnapshotMeta, extension: &str) -> String {
     let index = meta.last_log_id.map_or(0, |l| l.index);
     let term = meta.last_log_id.map_or(0, |l| l.leader_id.term);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("snap-{index:020}-{term:010}-{nanos:024}.snap")
+    format!("snap-{index:020}-{term:010}-{:024}.{extension}", now_nanos())
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -93,26 +112,64 @@ fn snapshot_tag(name: &str) -> Result<u8, StorageError> {
         .ok_or_else(|| StorageError::Task(format!("{name} is not in snapshots")))
 }
 
-/// Streams the current state machine into a new snapshot file and returns
-/// its metadata and path. Older snapshot files are removed afterwards.
+/// Makes a checkpoint of the state machine and returns its metadata and
+/// directory: RocksDB flushes the memtables and hard-links the table files
+/// (the `log` family's too; nothing reads them). Older snapshots are
+/// removed afterwards. The checkpoint is immutable, so compaction of the
+/// live database (request ids it forgets, versions it drops) never
+/// changes it.
 pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageError> {
-    // Before the RocksDB snapshot: compaction must keep every request id the
-    // snapshot's state still remembers until the file is written.
-    let _keep_request_ids = store.forget_floor.pin();
-    let view = store.db.snapshot();
-    let last_applied: Option<LogId> = match view.get_cf(store.cf(CF_SM_META), META_LAST_APPLIED)? {
+    let dir = store.snapshot_dir();
+    let staging = dir.join(format!("building-{}.tmp", now_nanos()));
+    fs::create_dir(&staging)?;
+    // RocksDB syncs the checkpoint's files and directory.
+    Checkpoint::new(&store.db)?.create_checkpoint(staging.join(CHECKPOINT_DB))?;
+    let meta = checkpoint_meta(&open_checkpoint(&staging)?)?;
+    let final_dir = dir.join(snapshot_name(&meta, CHECKPOINT_EXTENSION));
+    fs::rename(&staging, &final_dir)?;
+    fsync_dir(&dir)?;
+    remove_other_snapshots(&dir, &final_dir)?;
+    Ok((meta, final_dir))
+}
+
+/// Opens a checkpoint snapshot's database, read-only.
+fn open_checkpoint(checkpoint: &Path) -> Result<DB, StorageError> {
+    let db_dir = checkpoint.join(CHECKPOINT_DB);
+    let families = DB::list_cf(&Options::default(), &db_dir)?;
+    Ok(DB::open_cf_for_read_only(&Options::default(), &db_dir, &families, false)?)
+}
+
+fn family<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StorageError> {
+    db.cf_handle(name).ok_or_else(|| StorageError::Task(format!("the checkpoint has no {name} family")))
+}
+
+/// The last applied log id and membership a checkpoint holds.
+fn checkpoint_meta(db: &DB) -> Result<SnapshotMeta, StorageError> {
+    let sm_meta = family(db, CF_SM_META)?;
+    let last_applied: Option<LogId> = match db.get_cf(sm_meta, META_LAST_APPLIED)? {
         Some(b) => decode(&b).map_err(StorageError::corrupt("last applied"))?,
         None => None,
     };
-    let membership: StoredMembership = match view.get_cf(store.cf(CF_SM_META), META_MEMBERSHIP)? {
+    let membership: StoredMembership = match db.get_cf(sm_meta, META_MEMBERSHIP)? {
         Some(b) => decode(&b).map_err(StorageError::corrupt("membership"))?,
         None => StoredMembership::default(),
     };
-    let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership };
+    Ok(SnapshotMeta { last_log_id: last_applied, last_membership: membership })
+}
 
-    let dir = store.snapshot_dir();
-    let final_path = dir.join(file_name(&meta));
-    let tmp_path = final_path.with_extension("tmp");
+/// The snapshot file of a checkpoint snapshot: streamed from the
+/// checkpoint the first time it is asked for (synced before it takes its
+/// name, so a crash never leaves a torn one), then reused.
+pub(crate) fn checkpoint_file(checkpoint: &Path) -> Result<PathBuf, StorageError> {
+    let path = checkpoint.join(CHECKPOINT_FILE);
+    if path.exists() {
+        return Ok(path);
+    }
+    let db = open_checkpoint(checkpoint)?;
+    let meta = checkpoint_meta(&db)?;
+    // Two senders at once each write their own and the last rename wins:
+    // both files hold the same bytes.
+    let tmp_path = checkpoint.join(format!("snapshot-{}.tmp", now_nanos()));
     let file = File::create(&tmp_path)?;
     let mut out = HashingWriter { inner: BufWriter::with_capacity(BUFFER_BYTES, file), hasher: Sha256::new() };
     out.write_all(MAGIC)?;
@@ -122,7 +179,7 @@ pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageErr
     out.write_all(&header)?;
     for name in SNAPSHOT_WRITE_ORDER {
         let tag = snapshot_tag(name)?;
-        for item in view.iterator_cf_opt(store.cf(name), total_order(), IteratorMode::Start) {
+        for item in db.iterator_cf_opt(family(&db, name)?, total_order(), IteratorMode::Start) {
             let (key, value) = item?;
             write_item(&mut out, tag, &key, &value)?;
         }
@@ -132,35 +189,53 @@ pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageErr
     let mut file = inner.into_inner().map_err(|e| StorageError::Io(e.into_error()))?;
     file.write_all(&hasher.finalize())?;
     file.sync_all()?;
-    fs::rename(&tmp_path, &final_path)?;
-    fsync_dir(&dir)?;
-    remove_other_snapshots(&dir, &final_path)?;
-    Ok((meta, final_path))
+    fs::rename(&tmp_path, &path)?;
+    fsync_dir(checkpoint)?;
+    Ok(path)
 }
 
+/// Removes every snapshot (file or checkpoint) and leftover of an
+/// unfinished one in `dir` but `keep`.
 fn remove_other_snapshots(dir: &Path, keep: &Path) -> Result<(), StorageError> {
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        if path != keep && path.extension().is_some_and(|e| e == "snap" || e == "tmp") {
+        if path == keep || !path.extension().is_some_and(|e| e == "snap" || e == "tmp" || e == CHECKPOINT_EXTENSION) {
+            continue;
+        }
+        if path.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
             fs::remove_file(&path)?;
         }
     }
     Ok(())
 }
 
-/// The newest complete snapshot file, if any.
-pub(crate) fn current(store: &Store) -> Result<Option<(SnapshotMeta, PathBuf)>, StorageError> {
-    let mut newest: Option<PathBuf> = None;
+/// Where a snapshot's content is: a file, or a checkpoint directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stored {
+    File(PathBuf),
+    Checkpoint(PathBuf),
+}
+
+/// The newest complete snapshot, file or checkpoint, if any.
+pub(crate) fn current(store: &Store) -> Result<Option<(SnapshotMeta, Stored)>, StorageError> {
+    let mut newest: Option<(String, PathBuf)> = None;
     for entry in fs::read_dir(store.snapshot_dir())? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "snap") && newest.as_ref().is_none_or(|n| path > *n) {
-            newest = Some(path);
+        let complete = path.extension().is_some_and(|e| e == "snap" || e == CHECKPOINT_EXTENSION);
+        let Some(stem) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
+        if complete && newest.as_ref().is_none_or(|(n, _)| stem > *n) {
+            newest = Some((stem, path));
         }
     }
-    match newest {
-        Some(path) => Ok(Some((read_header(&mut BufReader::new(File::open(&path)?), &path)?, path))),
-        None => Ok(None),
+    let Some((_, path)) = newest else { return Ok(None) };
+    if path.extension().is_some_and(|e| e == CHECKPOINT_EXTENSION) {
+        let meta = checkpoint_meta(&open_checkpoint(&path)?)?;
+        return Ok(Some((meta, Stored::Checkpoint(path))));
     }
+    let meta = read_header(&mut BufReader::new(File::open(&path)?), &path)?;
+    Ok(Some((meta, Stored::File(path))))
 }
 
 fn read_header(input: &mut impl Read, path: &Path) -> Result<SnapshotMeta, StorageError> {
@@ -214,7 +289,7 @@ pub(crate) fn accept_received(store: &Store, meta: &SnapshotMeta, mut received: 
     use std::io::Seek;
     received.seek(std::io::SeekFrom::Start(0))?;
     let dir = store.snapshot_dir();
-    let final_path = dir.join(file_name(meta));
+    let final_path = dir.join(snapshot_name(meta, "snap"));
     let tmp_path = final_path.with_extension("tmp");
     let mut out = BufWriter::with_capacity(BUFFER_BYTES, File::create(&tmp_path)?);
     std::io::copy(&mut BufReader::with_capacity(BUFFER_BYTES, received), &mut out)?;
@@ -306,6 +381,16 @@ mod tests {
     use crate::db::tests::put;
     use crate::db::StoreOptions;
 
+    /// What the snapshot directory holds, by name, sorted.
+    fn listed(store: &Store) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(store.snapshot_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Every snapshot family is written once, and `history` before
     /// `records`, so an install never shows a record head before its version.
     #[tokio::test]
@@ -319,7 +404,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         store.state_machine().await.unwrap().apply_batch(vec![put(1, "a"), put(2, "b")]).await.unwrap();
-        let (_, path) = build(&store).unwrap();
+        let (_, checkpoint) = build(&store).unwrap();
+        let path = checkpoint_file(&checkpoint).unwrap();
         let mut input = BufReader::new(File::open(&path).unwrap());
         read_header(&mut input, &path).unwrap();
         let mut tags = Vec::new();
@@ -329,5 +415,64 @@ mod tests {
         let first = |name| tags.iter().position(|t| *t == name).unwrap_or_else(|| panic!("no {name} in {tags:?}"));
         let last_history = tags.iter().rposition(|t| *t == CF_HISTORY).unwrap();
         assert!(last_history < first(CF_RECORDS), "{tags:?}");
+        verify_checksum(&path).unwrap();
+    }
+
+    /// Building a snapshot writes no copy of the state: a checkpoint, whose
+    /// file is written once, when first asked for. A newer snapshot
+    /// replaces it.
+    #[tokio::test]
+    async fn a_snapshot_is_a_checkpoint_until_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let mut sm = store.state_machine().await.unwrap();
+        sm.apply_batch(vec![put(1, "a")]).await.unwrap();
+        let (meta, checkpoint) = build(&store).unwrap();
+        assert_eq!(meta.last_log_id.map(|l| l.index), Some(1));
+        let name = checkpoint.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(listed(&store), [name.clone()]);
+        assert!(!checkpoint.join(CHECKPOINT_FILE).exists(), "no file before anyone reads it");
+        assert_eq!(current(&store).unwrap(), Some((meta.clone(), Stored::Checkpoint(checkpoint.clone()))));
+
+        let path = checkpoint_file(&checkpoint).unwrap();
+        let written = fs::metadata(&path).unwrap().modified().unwrap();
+        assert_eq!(checkpoint_file(&checkpoint).unwrap(), path);
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), written, "written once");
+        assert_eq!(read_header(&mut BufReader::new(File::open(&path).unwrap()), &path).unwrap(), meta);
+
+        sm.apply_batch(vec![put(2, "b")]).await.unwrap();
+        let (newer, newer_dir) = build(&store).unwrap();
+        assert_eq!(newer.last_log_id.map(|l| l.index), Some(2));
+        assert_eq!(listed(&store), [newer_dir.file_name().unwrap().to_string_lossy().into_owned()]);
+        assert_eq!(current(&store).unwrap().map(|(m, _)| m), Some(newer));
+    }
+
+    /// Compaction of the live database forgets request ids after a
+    /// snapshot; the snapshot keeps every one its state remembers.
+    #[tokio::test]
+    async fn a_snapshot_keeps_the_request_ids_compaction_forgets_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap().remember_requests(2);
+        let mut sm = store.state_machine().await.unwrap();
+        sm.apply_batch(vec![put(1, "q1"), put(2, "q2")]).await.unwrap();
+        let (_, checkpoint) = build(&store).unwrap();
+        sm.apply_batch(vec![put(3, "q3"), put(4, "q4"), put(5, "q5")]).await.unwrap();
+        let cf = store.cf(CF_REQUESTS);
+        store.db.flush_cf(cf).unwrap();
+        store.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        let stored = |key: &[u8]| store.db.get_cf(cf, key).unwrap().is_some();
+        assert!(!stored(b"q1") && !stored(b"q2") && !stored(b"q3"), "forgotten ids go");
+        assert!(stored(b"q4") && stored(b"q5"));
+
+        let path = checkpoint_file(&checkpoint).unwrap();
+        let mut input = BufReader::new(File::open(&path).unwrap());
+        read_header(&mut input, &path).unwrap();
+        let mut requests = Vec::new();
+        while let Some((name, key, _)) = read_item(&mut input, &path).unwrap() {
+            if name == CF_REQUESTS {
+                requests.push(key);
+            }
+        }
+        assert!(requests.contains(&b"q1".to_vec()) && requests.contains(&b"q2".to_vec()), "{requests:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! The replicated state machine on RocksDB (openraft `RaftStateMachine`) and
 //! its snapshot builder.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::{Stream, TryStreamExt};
@@ -400,23 +401,65 @@ pub struct SnapshotBuilder {
     store: Store,
 }
 
-/// A snapshot as openraft hands it around: its metadata and the open file.
-pub type Snapshot = SnapshotOf<TypeConfig, tokio::fs::File>;
+/// A snapshot as openraft hands it around: its metadata and its content.
+pub type Snapshot = SnapshotOf<TypeConfig, SnapshotData>;
+
+/// A snapshot's content: a snapshot file (received from a leader), or a
+/// checkpoint of this node's state, streamed into a file only when it is
+/// read ([`SnapshotData::into_file`]) — a snapshot built for log compaction
+/// alone costs no copy of the state.
+#[derive(Debug)]
+pub struct SnapshotData(Content);
+
+#[derive(Debug)]
+enum Content {
+    File(tokio::fs::File),
+    Checkpoint(PathBuf),
+}
+
+impl SnapshotData {
+    /// The snapshot in the snapshot file format, read from its start.
+    pub async fn into_file(self) -> Result<tokio::fs::File, StorageError> {
+        match self.0 {
+            Content::File(mut file) => {
+                use tokio::io::AsyncSeekExt;
+                file.seek(std::io::SeekFrom::Start(0)).await?;
+                Ok(file)
+            }
+            Content::Checkpoint(dir) => {
+                let path = blocking(move || snapshot::checkpoint_file(&dir)).await?;
+                Ok(tokio::fs::File::open(&path).await?)
+            }
+        }
+    }
+
+    fn stored(stored: snapshot::Stored) -> std::io::Result<Self> {
+        Ok(Self(match stored {
+            snapshot::Stored::File(path) => Content::File(std::fs::File::open(path)?.into()),
+            snapshot::Stored::Checkpoint(dir) => Content::Checkpoint(dir),
+        }))
+    }
+}
+
+impl From<tokio::fs::File> for SnapshotData {
+    fn from(file: tokio::fs::File) -> Self {
+        Self(Content::File(file))
+    }
+}
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = tokio::fs::File;
+    type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, RaftStorageError> {
         let store = self.store.clone();
-        let (meta, path) = blocking(move || snapshot::build(&store)).await?;
-        tracing::info!(snapshot = %path.display(), "built snapshot");
-        let file = tokio::fs::File::open(&path).await?;
-        Ok(Snapshot { meta, snapshot: file })
+        let (meta, dir) = blocking(move || snapshot::build(&store)).await?;
+        tracing::info!(snapshot = %dir.display(), "built snapshot (a checkpoint)");
+        Ok(Snapshot { meta, snapshot: SnapshotData(Content::Checkpoint(dir)) })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
-    type SnapshotData = tokio::fs::File;
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
@@ -461,10 +504,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: tokio::fs::File,
+        snapshot: SnapshotData,
     ) -> Result<(), RaftStorageError> {
         let store = self.store.clone();
-        let received = snapshot.into_std().await;
+        let received = snapshot.into_file().await?.into_std().await;
         let meta_in = meta.clone();
         let installed = blocking(move || {
             let path = snapshot::accept_received(&store, &meta_in, received)?;
@@ -490,10 +533,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let store = self.store.clone();
         let current = blocking(move || snapshot::current(&store)).await?;
         match current {
-            Some((meta, path)) => {
-                let file = tokio::fs::File::open(&path).await?;
-                Ok(Some(Snapshot { meta, snapshot: file }))
-            }
+            Some((meta, stored)) => Ok(Some(Snapshot { meta, snapshot: SnapshotData::stored(stored)? })),
             None => Ok(None),
         }
     }

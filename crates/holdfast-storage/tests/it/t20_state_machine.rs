@@ -1,7 +1,7 @@
 //! Applying commands, reading them back, snapshots between two stores, and
 //! durability across reopening the database.
 
-use holdfast_storage::{StateMachineStore, Store, StoreOptions};
+use holdfast_storage::{Snapshot, StateMachineStore, Store, StoreOptions};
 use holdfast_types::record::{applied_revision, revision_of};
 use holdfast_types::{
     AuditEvent, AuditOp, AuditOutcome, BatchedWrite, Command, CommandResult, Entry, Permission, RegistryName, Scope,
@@ -45,22 +45,28 @@ fn delete(record: &str, request_id: &str) -> Command {
     Command::Delete { registry: reg(), record: record.as_bytes().to_vec(), if_revision: None, meta: meta(request_id) }
 }
 
-/// Builds a snapshot of `sm` and installs it into a new store under `dir`.
 /// A fresh state machine in `dir` that remembers `count` request ids.
 async fn remembering(dir: &std::path::Path, count: u64) -> StateMachineStore {
     let store = Store::open(dir, &StoreOptions::small()).expect("store opens");
     store.remember_requests(count).state_machine().await.expect("state machine opens")
 }
 
+/// Builds a snapshot of `sm` and installs it into a new store under `dir`.
 async fn moved_by_snapshot(sm: &mut StateMachineStore, dir: &std::path::Path) -> StateMachineStore {
     let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.expect("snapshot built");
     let other = Store::open(dir, &StoreOptions::small()).expect("store opens");
     let mut other_sm = other.state_machine().await.expect("state machine opens");
-    let mut receiving = other.snapshot_receiving_file().await.expect("receiving file");
-    let mut source = snapshot.snapshot;
-    tokio::io::copy(&mut source, &mut receiving).await.expect("snapshot copied");
-    other_sm.install_snapshot(&snapshot.meta, receiving).await.expect("snapshot installed");
+    install(&other, &mut other_sm, snapshot).await;
     other_sm
+}
+
+/// Sends `snapshot` to `store` as a leader would: its file, copied into a
+/// receiving file, then installed.
+async fn install(store: &Store, sm: &mut StateMachineStore, snapshot: Snapshot) {
+    let mut receiving = store.snapshot_receiving_file().await.expect("receiving file");
+    let mut source = snapshot.snapshot.into_file().await.expect("snapshot file");
+    tokio::io::copy(&mut source, &mut receiving).await.expect("snapshot copied");
+    sm.install_snapshot(&snapshot.meta, receiving.into()).await.expect("snapshot installed");
 }
 
 /// A record's value is stored once, in its history version; `records`
@@ -194,6 +200,34 @@ async fn state_survives_reopen_and_snapshot_moves_it() {
     // Dedup state travels with the snapshot.
     let r = other_sm.apply_batch(vec![entry(51, put("rec-1", "y", None, "q1"))]).await.unwrap();
     assert!(matches!(r[0], CommandResult::Duplicate(_)));
+}
+
+/// A built snapshot is the state as it was then, whatever is applied after
+/// it, and it is still the current snapshot after a restart.
+#[tokio::test]
+async fn a_snapshot_is_the_state_it_was_built_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let built;
+    let digest_then;
+    {
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let mut sm = store.state_machine().await.unwrap();
+        sm.apply_batch(vec![entry(1, put("a", "1", None, "q1")), entry(2, put("b", "1", None, "q2"))]).await.unwrap();
+        digest_then = sm.read_view().digest().await.unwrap();
+        built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap().meta;
+        assert_eq!(built.last_log_id.map(|l| l.index), Some(2));
+        sm.apply_batch(vec![entry(3, put("a", "2", None, "q3")), entry(4, delete("b", "q4"))]).await.unwrap();
+    }
+    let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+    let mut sm = store.state_machine().await.unwrap();
+    let current = sm.get_current_snapshot().await.unwrap().expect("the snapshot survives a restart");
+    assert_eq!(current.meta, built);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Store::open(other_dir.path(), &StoreOptions::small()).unwrap();
+    let mut other_sm = other.state_machine().await.unwrap();
+    install(&other, &mut other_sm, current).await;
+    assert_eq!(other_sm.read_view().digest().await.unwrap(), digest_then, "what was applied after it stays out");
+    assert_ne!(sm.read_view().digest().await.unwrap(), digest_then);
 }
 
 fn audit(record: &str, identity: &str, op: AuditOp) -> AuditEvent {
@@ -503,10 +537,7 @@ async fn whole_family_reads_see_audit_events_and_request_ids_still_in_the_memtab
     let mut other_sm = other.state_machine().await.unwrap();
     other_sm.apply_batch(vec![entry(1, events(&["z", "a"])), entry(2, put("z", "v", None, "q-other"))]).await.unwrap();
     let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
-    let mut receiving = other.snapshot_receiving_file().await.unwrap();
-    let mut source = snapshot.snapshot;
-    tokio::io::copy(&mut source, &mut receiving).await.unwrap();
-    other_sm.install_snapshot(&snapshot.meta, receiving).await.unwrap();
+    install(&other, &mut other_sm, snapshot).await;
     let other_view = other_sm.read_view();
     assert_eq!(other_view.digest().await.unwrap().1, after);
     assert!(other_view.audit_trail(reg(), b"z".to_vec(), None, 10).await.unwrap().events.is_empty());
