@@ -501,11 +501,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder { store: self.store.clone() }
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: SnapshotData,
-    ) -> Result<(), RaftStorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), RaftStorageError> {
         let store = self.store.clone();
         let received = snapshot.into_file().await?.into_std().await;
         let meta_in = meta.clone();
