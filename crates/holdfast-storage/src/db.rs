@@ -37,6 +37,9 @@ pub struct Store {
     /// Live [`PromptApplySyncs`] guards: while any live, applies sync at
     /// once (see [`Store::sync_soon`]).
     prompt_apply_syncs: Arc<AtomicUsize>,
+    /// Taken by whatever builds, installs or removes snapshots, or picks
+    /// the current one (see `snapshot.rs`).
+    pub(crate) snapshot_lock: Arc<Mutex<()>>,
 }
 
 /// While it lives, applies sync at once rather than hold their syncs for
@@ -155,8 +158,8 @@ fn cf_options(name: &str, forget_floor: &Arc<ForgetFloor>) -> Options {
     if name == CF_REQUESTS {
         // Forgotten request ids are never deleted one by one (that would
         // cost a tombstone per write); compaction drops them. Dropping one
-        // changes nothing a lookup or a snapshot being built can see (see
-        // `ForgetFloor`), and the floor of later applies only rises.
+        // changes nothing a lookup can see (see `ForgetFloor`), and the
+        // floor of later applies only rises.
         let floor = forget_floor.clone();
         opts.set_compaction_filter("forgotten_request_ids", move |_level: u32, key: &[u8], value: &[u8]| {
             match remembered_seq(value) {
@@ -380,9 +383,11 @@ fn read_stamp(db: &DB) -> Result<Stamp, StorageError> {
 
 impl Store {
     /// Opens (or creates) the store under `dir`: RocksDB in `dir/db`,
-    /// snapshot files in `dir/snapshots`.
+    /// snapshots in `dir/snapshots` (where what a crash left of an
+    /// unfinished one is removed).
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir.join("snapshots"))?;
+        crate::snapshot::remove_leftovers(&dir.join("snapshots"));
         let db_dir = dir.join("db");
         let format_error = |reason: String| StorageError::Format { path: db_dir.display().to_string(), reason };
         let mut opts = Options::default();
@@ -432,6 +437,7 @@ impl Store {
             forget_floor,
             syncs: Arc::default(),
             prompt_apply_syncs: Arc::default(),
+            snapshot_lock: Arc::default(),
         };
         for name in ALL_CFS {
             // Not among the options the C API sets before an open.

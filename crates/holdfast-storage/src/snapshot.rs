@@ -4,10 +4,13 @@
 //!
 //! Building a snapshot costs a memtable flush and hard links, not a copy
 //! of the state: a checkpoint (`snap-<index>-<term>-<nanos>.ckpt/db`) is
-//! the state machine's files as they were, immutable. Only when a lagging
-//! node must be sent a snapshot is the checkpoint streamed into a file
-//! (`snapshot.snap` inside it), once; received snapshots are kept as such
-//! files (`snap-<index>-<term>-<nanos>.snap`).
+//! the state machine's files as they were, immutable, beside a `meta` file
+//! (its codec `SnapshotMeta`). Only when a lagging node must be sent a
+//! snapshot is the checkpoint streamed into a file (kept as
+//! `snapshot.snap` inside it); received snapshots are kept as such files
+//! (`snap-<index>-<term>-<nanos>.snap`). Entries ending `.tmp` are
+//! unfinished: a snapshot being built, streamed or received, or a
+//! checkpoint being removed.
 //!
 //! File format (do not change; bump `SNAPSHOT_FORMAT` for a new one):
 //! `MAGIC | format u8 | u32 BE header length | header (codec SnapshotMeta) |
@@ -15,7 +18,7 @@
 //! tag 0 | SHA-256 of everything before`. Tag n is `SNAPSHOT_CFS[n - 1]`.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use rocksdb::checkpoint::Checkpoint;
@@ -55,6 +58,10 @@ const CHECKPOINT_EXTENSION: &str = "ckpt";
 const CHECKPOINT_DB: &str = "db";
 /// The file a checkpoint is streamed into, inside its directory.
 const CHECKPOINT_FILE: &str = "snapshot.snap";
+/// The checkpoint's metadata (codec `SnapshotMeta`), inside its directory.
+const CHECKPOINT_META: &str = "meta";
+/// Table files a checkpoint opened to read its metadata keeps open.
+const CHECKPOINT_FILES_OPEN: i32 = 32;
 
 fn bad(path: &Path, reason: impl Into<String>) -> StorageError {
     StorageError::BadSnapshot { path: path.display().to_string(), reason: reason.into() }
@@ -113,30 +120,47 @@ fn snapshot_tag(name: &str) -> Result<u8, StorageError> {
 }
 
 /// Makes a checkpoint of the state machine and returns its metadata and
-/// directory: RocksDB flushes the memtables and hard-links the table files
-/// (the `log` family's too; nothing reads them). Older snapshots are
-/// removed afterwards. The checkpoint is immutable, so compaction of the
-/// live database (request ids it forgets, versions it drops) never
-/// changes it.
+/// directory: RocksDB flushes the memtables, hard-links the table files
+/// (the `log` family's too; nothing reads them) and copies the live part
+/// of the WAL. Older snapshots are removed afterwards. The checkpoint is
+/// immutable, so compaction of the live database (request ids it forgets,
+/// versions it drops) never changes it.
+///
+/// Builds, installs and the choice of the current snapshot take the
+/// store's snapshot lock: openraft builds in a task of its own, beside
+/// installs and sends, and none may remove what another is using.
 pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageError> {
+    let _only = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
     let dir = store.snapshot_dir();
     let staging = dir.join(format!("building-{}.tmp", now_nanos()));
     fs::create_dir(&staging)?;
-    // RocksDB syncs the checkpoint's files and directory.
+    // RocksDB syncs the checkpoint's files and its directory; the entry
+    // naming it is synced below.
     Checkpoint::new(&store.db)?.create_checkpoint(staging.join(CHECKPOINT_DB))?;
-    let meta = checkpoint_meta(&open_checkpoint(&staging)?)?;
+    let meta = checkpoint_meta(&open_checkpoint(&staging, false)?)?;
+    let mut meta_file = File::create(staging.join(CHECKPOINT_META))?;
+    meta_file.write_all(&encode(&meta).map_err(StorageError::corrupt("snapshot meta"))?)?;
+    meta_file.sync_all()?;
+    fsync_dir(&staging)?;
     let final_dir = dir.join(snapshot_name(&meta, CHECKPOINT_EXTENSION));
     fs::rename(&staging, &final_dir)?;
     fsync_dir(&dir)?;
-    remove_other_snapshots(&dir, &final_dir)?;
+    remove_other_snapshots(&dir, &final_dir);
     Ok((meta, final_dir))
 }
 
-/// Opens a checkpoint snapshot's database, read-only.
-fn open_checkpoint(checkpoint: &Path) -> Result<DB, StorageError> {
+/// Opens a checkpoint snapshot's database, read-only. With `pin_files`
+/// every table file is opened at once (so the read goes on if a newer
+/// snapshot removes the directory meanwhile); otherwise files are opened
+/// as they are read, a few at a time.
+fn open_checkpoint(checkpoint: &Path, pin_files: bool) -> Result<DB, StorageError> {
     let db_dir = checkpoint.join(CHECKPOINT_DB);
-    let families = DB::list_cf(&Options::default(), &db_dir)?;
-    Ok(DB::open_cf_for_read_only(&Options::default(), &db_dir, &families, false)?)
+    let mut options = Options::default();
+    if !pin_files {
+        options.set_max_open_files(CHECKPOINT_FILES_OPEN);
+    }
+    let families = DB::list_cf(&options, &db_dir)?;
+    Ok(DB::open_cf_for_read_only(&options, &db_dir, &families, false)?)
 }
 
 fn family<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StorageError> {
@@ -157,20 +181,30 @@ fn checkpoint_meta(db: &DB) -> Result<SnapshotMeta, StorageError> {
     Ok(SnapshotMeta { last_log_id: last_applied, last_membership: membership })
 }
 
-/// The snapshot file of a checkpoint snapshot: streamed from the
-/// checkpoint the first time it is asked for (synced before it takes its
-/// name, so a crash never leaves a torn one), then reused.
-pub(crate) fn checkpoint_file(checkpoint: &Path) -> Result<PathBuf, StorageError> {
+/// The metadata a checkpoint snapshot's directory records.
+fn read_checkpoint_meta(checkpoint: &Path) -> Result<SnapshotMeta, StorageError> {
+    let path = checkpoint.join(CHECKPOINT_META);
+    decode(&fs::read(&path)?).map_err(|e| bad(&path, format!("metadata: {e}")))
+}
+
+/// A checkpoint snapshot as a snapshot file, open at its start. Streamed
+/// from the checkpoint the first time it is asked for, then kept in the
+/// checkpoint's directory (synced before it takes its name there, so a
+/// crash never leaves a torn one) for the next. Two sends at once each
+/// stream it; a newer snapshot removing the checkpoint meanwhile takes
+/// only the kept copy away, not what this send reads.
+pub(crate) fn checkpoint_file(checkpoint: &Path) -> Result<File, StorageError> {
     let path = checkpoint.join(CHECKPOINT_FILE);
-    if path.exists() {
-        return Ok(path);
+    match File::open(&path) {
+        Ok(file) => return Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
     }
-    let db = open_checkpoint(checkpoint)?;
+    let db = open_checkpoint(checkpoint, true)?;
     let meta = checkpoint_meta(&db)?;
-    // Two senders at once each write their own and the last rename wins:
-    // both files hold the same bytes.
-    let tmp_path = checkpoint.join(format!("snapshot-{}.tmp", now_nanos()));
-    let file = File::create(&tmp_path)?;
+    let dir = checkpoint.parent().ok_or_else(|| bad(checkpoint, "not in a snapshot directory"))?;
+    let tmp_path = dir.join(format!("sending-{}.tmp", now_nanos()));
+    let file = fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp_path)?;
     let mut out = HashingWriter { inner: BufWriter::with_capacity(BUFFER_BYTES, file), hasher: Sha256::new() };
     out.write_all(MAGIC)?;
     out.write_all(&[SNAPSHOT_FORMAT])?;
@@ -189,26 +223,70 @@ pub(crate) fn checkpoint_file(checkpoint: &Path) -> Result<PathBuf, StorageError
     let mut file = inner.into_inner().map_err(|e| StorageError::Io(e.into_error()))?;
     file.write_all(&hasher.finalize())?;
     file.sync_all()?;
-    fs::rename(&tmp_path, &path)?;
-    fsync_dir(checkpoint)?;
-    Ok(path)
+    if fs::rename(&tmp_path, &path).is_ok() {
+        let _ = fsync_dir(checkpoint);
+    } else {
+        // The checkpoint is gone (a newer snapshot replaced it): this send
+        // still has the open file.
+        let _ = fs::remove_file(&tmp_path);
+    }
+    file.seek(std::io::SeekFrom::Start(0))?;
+    Ok(file)
 }
 
-/// Removes every snapshot (file or checkpoint) and leftover of an
-/// unfinished one in `dir` but `keep`.
-fn remove_other_snapshots(dir: &Path, keep: &Path) -> Result<(), StorageError> {
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path == keep || !path.extension().is_some_and(|e| e == "snap" || e == "tmp" || e == CHECKPOINT_EXTENSION) {
-            continue;
-        }
-        if path.is_dir() {
-            fs::remove_dir_all(&path)?;
-        } else {
-            fs::remove_file(&path)?;
+/// Whether `path` in the snapshot directory is a snapshot (file or
+/// checkpoint) or what is left of an unfinished one.
+fn is_snapshot_entry(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "snap" || e == "tmp" || e == CHECKPOINT_EXTENSION)
+}
+
+/// Removes every snapshot and leftover in `dir` but `keep`. Best effort:
+/// what cannot be removed now is logged, and removed by the next snapshot
+/// or the next start.
+fn remove_other_snapshots(dir: &Path, keep: &Path) {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return tracing::warn!(dir = %dir.display(), error = %e, "cannot list old snapshots"),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path != keep && is_snapshot_entry(&path) {
+            if let Err(e) = remove_snapshot(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an old snapshot");
+            }
         }
     }
-    Ok(())
+}
+
+/// Removes a snapshot file, or a checkpoint after renaming it out of the
+/// way (so a send cannot keep its file in it, and no half-removed
+/// checkpoint is ever taken for a snapshot).
+fn remove_snapshot(path: &Path) -> std::io::Result<()> {
+    if !path.is_dir() {
+        return fs::remove_file(path);
+    }
+    let trash = if path.extension().is_some_and(|e| e == "tmp") {
+        path.to_path_buf()
+    } else {
+        let trash = path.with_extension("removing.tmp");
+        fs::rename(path, &trash)?;
+        trash
+    };
+    fs::remove_dir_all(trash)
+}
+
+/// Removes what a crash left of unfinished snapshots (`.tmp` entries):
+/// a half-built checkpoint, a file half-streamed or half-received.
+pub(crate) fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            if let Err(e) = remove_snapshot(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an unfinished snapshot");
+            }
+        }
+    }
 }
 
 /// Where a snapshot's content is: a file, or a checkpoint directory.
@@ -218,24 +296,35 @@ pub(crate) enum Stored {
     Checkpoint(PathBuf),
 }
 
-/// The newest complete snapshot, file or checkpoint, if any.
+/// The newest snapshot, file or checkpoint, whose metadata reads, if any;
+/// one that does not read is logged and passed over.
 pub(crate) fn current(store: &Store) -> Result<Option<(SnapshotMeta, Stored)>, StorageError> {
-    let mut newest: Option<(String, PathBuf)> = None;
+    let _only = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut found: Vec<(String, PathBuf)> = Vec::new();
     for entry in fs::read_dir(store.snapshot_dir())? {
         let path = entry?.path();
         let complete = path.extension().is_some_and(|e| e == "snap" || e == CHECKPOINT_EXTENSION);
-        let Some(stem) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
-        if complete && newest.as_ref().is_none_or(|(n, _)| stem > *n) {
-            newest = Some((stem, path));
+        if let (true, Some(stem)) = (complete, path.file_stem()) {
+            found.push((stem.to_string_lossy().into_owned(), path));
         }
     }
-    let Some((_, path)) = newest else { return Ok(None) };
-    if path.extension().is_some_and(|e| e == CHECKPOINT_EXTENSION) {
-        let meta = checkpoint_meta(&open_checkpoint(&path)?)?;
-        return Ok(Some((meta, Stored::Checkpoint(path))));
+    // Names sort by index, then by when the snapshot was made.
+    found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    for (_, path) in found {
+        let read = if path.extension().is_some_and(|e| e == CHECKPOINT_EXTENSION) {
+            read_checkpoint_meta(&path).map(|meta| (meta, Stored::Checkpoint(path.clone())))
+        } else {
+            File::open(&path)
+                .map_err(StorageError::from)
+                .and_then(|file| read_header(&mut BufReader::new(file), &path))
+                .map(|meta| (meta, Stored::File(path.clone())))
+        };
+        match read {
+            Ok(current) => return Ok(Some(current)),
+            Err(e) => tracing::warn!(snapshot = %path.display(), error = %e, "passing over an unreadable snapshot"),
+        }
     }
-    let meta = read_header(&mut BufReader::new(File::open(&path)?), &path)?;
-    Ok(Some((meta, Stored::File(path))))
+    Ok(None)
 }
 
 fn read_header(input: &mut impl Read, path: &Path) -> Result<SnapshotMeta, StorageError> {
@@ -286,7 +375,6 @@ fn read_item(input: &mut impl Read, path: &Path) -> Result<Option<Item>, Storage
 /// Copies a received snapshot into the snapshot directory under its final
 /// name, checking its checksum on the way, and returns the path.
 pub(crate) fn accept_received(store: &Store, meta: &SnapshotMeta, mut received: File) -> Result<PathBuf, StorageError> {
-    use std::io::Seek;
     received.seek(std::io::SeekFrom::Start(0))?;
     let dir = store.snapshot_dir();
     let final_path = dir.join(snapshot_name(meta, "snap"));
@@ -350,7 +438,7 @@ pub(crate) fn install(store: &Store, path: &Path) -> Result<SnapshotMeta, Storag
     batch.put_cf(sm_meta, META_MEMBERSHIP, encode(&meta.last_membership).map_err(StorageError::corrupt("membership"))?);
     batch.delete_cf(sm_meta, META_INSTALLING);
     store.write_synced(batch)?;
-    remove_other_snapshots(&store.snapshot_dir(), path)?;
+    remove_other_snapshots(&store.snapshot_dir(), path);
     Ok(meta)
 }
 
@@ -380,6 +468,7 @@ mod tests {
     use super::*;
     use crate::db::tests::put;
     use crate::db::StoreOptions;
+    use std::os::unix::fs::MetadataExt;
 
     /// What the snapshot directory holds, by name, sorted.
     fn listed(store: &Store) -> Vec<String> {
@@ -389,6 +478,21 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    fn name_of(path: &Path) -> String {
+        path.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    /// The families and keys of a snapshot file, in order.
+    fn items_of(file: File, path: &Path) -> Vec<(&'static str, Vec<u8>)> {
+        let mut input = BufReader::new(file);
+        read_header(&mut input, path).unwrap();
+        let mut items = Vec::new();
+        while let Some((name, key, _)) = read_item(&mut input, path).unwrap() {
+            items.push((name, key));
+        }
+        items
     }
 
     /// Every snapshot family is written once, and `history` before
@@ -405,13 +509,8 @@ mod tests {
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         store.state_machine().await.unwrap().apply_batch(vec![put(1, "a"), put(2, "b")]).await.unwrap();
         let (_, checkpoint) = build(&store).unwrap();
-        let path = checkpoint_file(&checkpoint).unwrap();
-        let mut input = BufReader::new(File::open(&path).unwrap());
-        read_header(&mut input, &path).unwrap();
-        let mut tags = Vec::new();
-        while let Some((name, _, _)) = read_item(&mut input, &path).unwrap() {
-            tags.push(name);
-        }
+        let path = checkpoint.join(CHECKPOINT_FILE);
+        let tags: Vec<&str> = items_of(checkpoint_file(&checkpoint).unwrap(), &path).into_iter().map(|i| i.0).collect();
         let first = |name| tags.iter().position(|t| *t == name).unwrap_or_else(|| panic!("no {name} in {tags:?}"));
         let last_history = tags.iter().rposition(|t| *t == CF_HISTORY).unwrap();
         assert!(last_history < first(CF_RECORDS), "{tags:?}");
@@ -429,22 +528,74 @@ mod tests {
         sm.apply_batch(vec![put(1, "a")]).await.unwrap();
         let (meta, checkpoint) = build(&store).unwrap();
         assert_eq!(meta.last_log_id.map(|l| l.index), Some(1));
-        let name = checkpoint.file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(listed(&store), [name.clone()]);
-        assert!(!checkpoint.join(CHECKPOINT_FILE).exists(), "no file before anyone reads it");
+        assert_eq!(listed(&store), [name_of(&checkpoint)]);
+        let path = checkpoint.join(CHECKPOINT_FILE);
+        assert!(!path.exists(), "no file before anyone reads it");
         assert_eq!(current(&store).unwrap(), Some((meta.clone(), Stored::Checkpoint(checkpoint.clone()))));
 
-        let path = checkpoint_file(&checkpoint).unwrap();
-        let written = fs::metadata(&path).unwrap().modified().unwrap();
-        assert_eq!(checkpoint_file(&checkpoint).unwrap(), path);
-        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), written, "written once");
-        assert_eq!(read_header(&mut BufReader::new(File::open(&path).unwrap()), &path).unwrap(), meta);
+        let file = checkpoint_file(&checkpoint).unwrap();
+        let written = fs::metadata(&path).unwrap().ino();
+        assert_eq!(file.metadata().unwrap().ino(), written, "the send reads the file kept");
+        assert_eq!(checkpoint_file(&checkpoint).unwrap().metadata().unwrap().ino(), written, "written once");
+        assert_eq!(read_header(&mut BufReader::new(file), &path).unwrap(), meta);
 
         sm.apply_batch(vec![put(2, "b")]).await.unwrap();
         let (newer, newer_dir) = build(&store).unwrap();
         assert_eq!(newer.last_log_id.map(|l| l.index), Some(2));
-        assert_eq!(listed(&store), [newer_dir.file_name().unwrap().to_string_lossy().into_owned()]);
+        assert_eq!(listed(&store), [name_of(&newer_dir)]);
         assert_eq!(current(&store).unwrap().map(|(m, _)| m), Some(newer));
+    }
+
+    /// A send that streams a checkpoint a newer snapshot removes meanwhile
+    /// still reads all of it.
+    #[tokio::test]
+    async fn a_checkpoint_removed_while_it_is_streamed_is_still_sent_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let mut sm = store.state_machine().await.unwrap();
+        sm.apply_batch(vec![put(1, "a"), put(2, "b")]).await.unwrap();
+        let (_, checkpoint) = build(&store).unwrap();
+        let db = open_checkpoint(&checkpoint, true).unwrap();
+        // As a newer build does, while `db` is open.
+        remove_snapshot(&checkpoint).unwrap();
+        assert!(listed(&store).is_empty(), "{:?}", listed(&store));
+        let records = db.iterator_cf_opt(family(&db, CF_RECORDS).unwrap(), total_order(), IteratorMode::Start);
+        assert_eq!(records.count(), 2);
+        // And a send that finds it gone fails, it does not fall back to
+        // anything else.
+        assert!(checkpoint_file(&checkpoint).is_err());
+    }
+
+    /// An installed snapshot replaces the checkpoints, and what a crash
+    /// left of unfinished snapshots goes at the next start; a snapshot
+    /// whose metadata does not read is passed over.
+    #[tokio::test]
+    async fn installs_replace_checkpoints_and_leftovers_go_at_start() {
+        let source_dir = tempfile::tempdir().unwrap();
+        let source = Store::open(source_dir.path(), &StoreOptions::small()).unwrap();
+        source.state_machine().await.unwrap().apply_batch(vec![put(1, "a"), put(2, "b")]).await.unwrap();
+        let (sent, checkpoint) = build(&source).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        store.state_machine().await.unwrap().apply_batch(vec![put(1, "z")]).await.unwrap();
+        let (own, _) = build(&store).unwrap();
+        let received = accept_received(&store, &sent, checkpoint_file(&checkpoint).unwrap()).unwrap();
+        assert_eq!(install(&store, &received).unwrap(), sent);
+        assert_eq!(listed(&store), [name_of(&received)], "the checkpoint is gone");
+        assert_eq!(current(&store).unwrap(), Some((sent.clone(), Stored::File(received.clone()))));
+
+        // A newer checkpoint whose metadata is damaged, and leftovers.
+        drop(own);
+        let damaged = store.snapshot_dir().join("snap-99999999999999999999-0000000001-000000000000000000000000.ckpt");
+        fs::create_dir_all(damaged.join(CHECKPOINT_DB)).unwrap();
+        fs::write(damaged.join(CHECKPOINT_META), b"garbage").unwrap();
+        fs::create_dir_all(store.snapshot_dir().join("building-1.tmp").join(CHECKPOINT_DB)).unwrap();
+        fs::write(store.snapshot_dir().join("sending-1.tmp"), b"half").unwrap();
+        assert_eq!(current(&store).unwrap().map(|(m, _)| m), Some(sent.clone()), "the damaged one is passed over");
+        drop(store);
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        assert_eq!(listed(&store), [name_of(&received), name_of(&damaged)], "only the leftovers go");
     }
 
     /// Compaction of the live database forgets request ids after a
@@ -464,15 +615,9 @@ mod tests {
         assert!(!stored(b"q1") && !stored(b"q2") && !stored(b"q3"), "forgotten ids go");
         assert!(stored(b"q4") && stored(b"q5"));
 
-        let path = checkpoint_file(&checkpoint).unwrap();
-        let mut input = BufReader::new(File::open(&path).unwrap());
-        read_header(&mut input, &path).unwrap();
-        let mut requests = Vec::new();
-        while let Some((name, key, _)) = read_item(&mut input, &path).unwrap() {
-            if name == CF_REQUESTS {
-                requests.push(key);
-            }
-        }
-        assert!(requests.contains(&b"q1".to_vec()) && requests.contains(&b"q2".to_vec()), "{requests:?}");
+        let path = checkpoint.join(CHECKPOINT_FILE);
+        let items = items_of(checkpoint_file(&checkpoint).unwrap(), &path);
+        let requests: Vec<&Vec<u8>> = items.iter().filter(|i| i.0 == CF_REQUESTS).map(|i| &i.1).collect();
+        assert!(requests.contains(&&b"q1".to_vec()) && requests.contains(&&b"q2".to_vec()), "{requests:?}");
     }
 }

@@ -396,7 +396,7 @@ pub(crate) fn early_answers(entries: &[Entry]) -> Vec<Option<CommandResult>> {
         .collect()
 }
 
-/// Builds snapshot files from a consistent RocksDB view.
+/// Builds snapshots: checkpoints of the state machine.
 pub struct SnapshotBuilder {
     store: Store,
 }
@@ -426,10 +426,7 @@ impl SnapshotData {
                 file.seek(std::io::SeekFrom::Start(0)).await?;
                 Ok(file)
             }
-            Content::Checkpoint(dir) => {
-                let path = blocking(move || snapshot::checkpoint_file(&dir)).await?;
-                Ok(tokio::fs::File::open(&path).await?)
-            }
+            Content::Checkpoint(dir) => Ok(blocking(move || snapshot::checkpoint_file(&dir)).await?.into()),
         }
     }
 
@@ -506,6 +503,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let received = snapshot.into_file().await?.into_std().await;
         let meta_in = meta.clone();
         let installed = blocking(move || {
+            let _only = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
             let path = snapshot::accept_received(&store, &meta_in, received)?;
             let installed = snapshot::install(&store, &path)?;
             if installed != meta_in {

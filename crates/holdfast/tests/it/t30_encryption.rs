@@ -60,7 +60,9 @@ async fn marker_hits(plaintext: bool) -> anyhow::Result<(usize, usize)> {
     }
     cluster.stop_all().await?;
     let files = node_files(dir.path());
-    assert!(files.keys().any(|p| p.extension().is_some_and(|e| e == "snap")), "snapshots were written");
+    // Snapshots are checkpoints: table files under `snapshots/*.ckpt/`.
+    let in_snapshot = |p: &Path| p.ancestors().any(|a| a.extension().is_some_and(|e| e == "ckpt"));
+    assert!(files.keys().any(|p| in_snapshot(p)), "snapshots were taken");
     assert!(files.keys().any(|p| p.extension().is_some_and(|e| e == "log")), "logs are searched too");
     let hex_marker = hex::encode(marker.as_bytes());
     let raw = files.values().map(|b| count(b, marker.as_bytes())).sum();
