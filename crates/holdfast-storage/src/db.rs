@@ -387,7 +387,6 @@ impl Store {
     /// unfinished one is removed).
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir.join("snapshots"))?;
-        crate::snapshot::remove_leftovers(&dir.join("snapshots"));
         let db_dir = dir.join("db");
         let format_error = |reason: String| StorageError::Format { path: db_dir.display().to_string(), reason };
         let mut opts = Options::default();
@@ -429,6 +428,8 @@ impl Store {
         let forget_floor = Arc::new(ForgetFloor::default());
         let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &forget_floor)));
         let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
+        // Only now: RocksDB's lock shows no other process uses the directory.
+        crate::snapshot::remove_leftovers(&dir.join("snapshots"));
         let store = Self {
             db: Arc::new(db),
             dir: dir.to_path_buf(),

@@ -127,10 +127,20 @@ fn snapshot_tag(name: &str) -> Result<u8, StorageError> {
 /// versions it drops) never changes it.
 ///
 /// Builds, installs and the choice of the current snapshot take the
-/// store's snapshot lock: openraft builds in a task of its own, beside
-/// installs and sends, and none may remove what another is using.
+/// store's snapshot lock (openraft builds in a task of its own, beside
+/// installs and sends): a checkpoint never catches an install half done,
+/// and neither removes the snapshot the other just made or found. Sends
+/// take no lock: they read through open files (see [`checkpoint_file`]).
+/// The lock is held for the whole build (about a second under load, most
+/// of it the flush); a send asking for the current snapshot meanwhile
+/// waits for it.
 pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageError> {
     let _only = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
+    if store.db.get_cf(store.cf(CF_SM_META), META_INSTALLING)?.is_some() {
+        // An install failed half way: the state is neither the old nor the
+        // new one, and the file it resumes from at the next start must stay.
+        return Err(StorageError::Task("a snapshot install is unfinished; no snapshot is built".into()));
+    }
     let dir = store.snapshot_dir();
     let staging = dir.join(format!("building-{}.tmp", now_nanos()));
     fs::create_dir(&staging)?;
@@ -159,8 +169,12 @@ fn open_checkpoint(checkpoint: &Path, pin_files: bool) -> Result<DB, StorageErro
     if !pin_files {
         options.set_max_open_files(CHECKPOINT_FILES_OPEN);
     }
-    let families = DB::list_cf(&options, &db_dir)?;
-    Ok(DB::open_cf_for_read_only(&options, &db_dir, &families, false)?)
+    // The state machine's families only: the `log` family's files are in
+    // the checkpoint too, and nothing reads them.
+    let families = DB::list_cf(&options, &db_dir)?
+        .into_iter()
+        .filter(|name| name == "default" || name == CF_SM_META || SNAPSHOT_CFS.contains(&name.as_str()));
+    Ok(DB::open_cf_for_read_only(&options, &db_dir, families, false)?)
 }
 
 fn family<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StorageError> {
@@ -190,21 +204,67 @@ fn read_checkpoint_meta(checkpoint: &Path) -> Result<SnapshotMeta, StorageError>
 /// A checkpoint snapshot as a snapshot file, open at its start. Streamed
 /// from the checkpoint the first time it is asked for, then kept in the
 /// checkpoint's directory (synced before it takes its name there, so a
-/// crash never leaves a torn one) for the next. Two sends at once each
-/// stream it; a newer snapshot removing the checkpoint meanwhile takes
-/// only the kept copy away, not what this send reads.
+/// crash never leaves a torn one) for the next send; two sends at once
+/// each stream it. A newer snapshot that removes the checkpoint meanwhile
+/// takes away only the kept copy, not what this send reads: the
+/// checkpoint's table files are all opened before streaming starts, and
+/// the send reads the file it wrote through its open handle.
 pub(crate) fn checkpoint_file(checkpoint: &Path) -> Result<File, StorageError> {
     let path = checkpoint.join(CHECKPOINT_FILE);
     match File::open(&path) {
-        Ok(file) => return Ok(file),
+        // Kept by this build of holdfast, or one writing the same format.
+        Ok(mut file) if read_header(&mut BufReader::new(&file), &path).is_ok() => {
+            file.seek(std::io::SeekFrom::Start(0))?;
+            return Ok(file);
+        }
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
     let db = open_checkpoint(checkpoint, true)?;
-    let meta = checkpoint_meta(&db)?;
     let dir = checkpoint.parent().ok_or_else(|| bad(checkpoint, "not in a snapshot directory"))?;
+    let (mut file, written) = stream(&db, dir)?;
+    if fs::rename(written.path(), &path).is_ok() {
+        written.kept();
+        let _ = fsync_dir(checkpoint);
+    }
+    // Otherwise the checkpoint is gone (a newer snapshot replaced it):
+    // this send still has the open file, and the guard removes its name.
+    file.seek(std::io::SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+/// A file being written under a temporary name, removed when dropped
+/// unless [`Written::kept`]: an error half way leaves nothing behind.
+struct Written(Option<PathBuf>);
+
+impl Written {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// The file took another name: nothing to remove.
+    fn kept(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Streams a checkpoint's state into a new synced snapshot file under a
+/// temporary name in `dir`, and returns it open (read and write) with the
+/// guard of its name.
+fn stream(db: &DB, dir: &Path) -> Result<(File, Written), StorageError> {
+    let meta = checkpoint_meta(db)?;
     let tmp_path = dir.join(format!("sending-{}.tmp", now_nanos()));
     let file = fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp_path)?;
+    let written = Written(Some(tmp_path));
     let mut out = HashingWriter { inner: BufWriter::with_capacity(BUFFER_BYTES, file), hasher: Sha256::new() };
     out.write_all(MAGIC)?;
     out.write_all(&[SNAPSHOT_FORMAT])?;
@@ -213,7 +273,7 @@ pub(crate) fn checkpoint_file(checkpoint: &Path) -> Result<File, StorageError> {
     out.write_all(&header)?;
     for name in SNAPSHOT_WRITE_ORDER {
         let tag = snapshot_tag(name)?;
-        for item in db.iterator_cf_opt(family(&db, name)?, total_order(), IteratorMode::Start) {
+        for item in db.iterator_cf_opt(family(db, name)?, total_order(), IteratorMode::Start) {
             let (key, value) = item?;
             write_item(&mut out, tag, &key, &value)?;
         }
@@ -223,15 +283,7 @@ pub(crate) fn checkpoint_file(checkpoint: &Path) -> Result<File, StorageError> {
     let mut file = inner.into_inner().map_err(|e| StorageError::Io(e.into_error()))?;
     file.write_all(&hasher.finalize())?;
     file.sync_all()?;
-    if fs::rename(&tmp_path, &path).is_ok() {
-        let _ = fsync_dir(checkpoint);
-    } else {
-        // The checkpoint is gone (a newer snapshot replaced it): this send
-        // still has the open file.
-        let _ = fs::remove_file(&tmp_path);
-    }
-    file.seek(std::io::SeekFrom::Start(0))?;
-    Ok(file)
+    Ok((file, written))
 }
 
 /// Whether `path` in the snapshot directory is a snapshot (file or
@@ -240,9 +292,10 @@ fn is_snapshot_entry(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "snap" || e == "tmp" || e == CHECKPOINT_EXTENSION)
 }
 
-/// Removes every snapshot and leftover in `dir` but `keep`. Best effort:
-/// what cannot be removed now is logged, and removed by the next snapshot
-/// or the next start.
+/// Removes every snapshot and leftover in `dir` but `keep`, and but a
+/// file a send is streaming into (`sending-*.tmp`; see [`remove_leftovers`]).
+/// Best effort: what cannot be removed now is logged; the next snapshot
+/// tries again (and the next start, for `.tmp` entries).
 fn remove_other_snapshots(dir: &Path, keep: &Path) {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -250,7 +303,8 @@ fn remove_other_snapshots(dir: &Path, keep: &Path) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path != keep && is_snapshot_entry(&path) {
+        let sending = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sending-"));
+        if path != keep && !sending && is_snapshot_entry(&path) {
             if let Err(e) = remove_snapshot(&path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot remove an old snapshot");
             }
@@ -289,15 +343,26 @@ pub(crate) fn remove_leftovers(dir: &Path) {
     }
 }
 
-/// Where a snapshot's content is: a file, or a checkpoint directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a snapshot's content is: a file (opened while the snapshot lock
+/// was held, so a build cannot remove it first), or a checkpoint directory.
+#[derive(Debug)]
 pub(crate) enum Stored {
-    File(PathBuf),
+    File(File),
     Checkpoint(PathBuf),
 }
 
+/// Whether an error reading a snapshot's metadata means that snapshot is
+/// damaged or gone (pass it over), not that the disk is failing.
+fn unreadable(e: &StorageError) -> bool {
+    match e {
+        StorageError::BadSnapshot { .. } => true,
+        StorageError::Io(io) => io.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
 /// The newest snapshot, file or checkpoint, whose metadata reads, if any;
-/// one that does not read is logged and passed over.
+/// one that is damaged or gone is logged and passed over.
 pub(crate) fn current(store: &Store) -> Result<Option<(SnapshotMeta, Stored)>, StorageError> {
     let _only = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
     let mut found: Vec<(String, PathBuf)> = Vec::new();
@@ -308,20 +373,24 @@ pub(crate) fn current(store: &Store) -> Result<Option<(SnapshotMeta, Stored)>, S
             found.push((stem.to_string_lossy().into_owned(), path));
         }
     }
-    // Names sort by index, then by when the snapshot was made.
+    // Names sort by index, then term, then when the snapshot was made.
     found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     for (_, path) in found {
         let read = if path.extension().is_some_and(|e| e == CHECKPOINT_EXTENSION) {
             read_checkpoint_meta(&path).map(|meta| (meta, Stored::Checkpoint(path.clone())))
         } else {
-            File::open(&path)
-                .map_err(StorageError::from)
-                .and_then(|file| read_header(&mut BufReader::new(file), &path))
-                .map(|meta| (meta, Stored::File(path.clone())))
+            File::open(&path).map_err(StorageError::from).and_then(|mut file| {
+                let meta = read_header(&mut BufReader::new(&file), &path)?;
+                file.seek(std::io::SeekFrom::Start(0))?;
+                Ok((meta, Stored::File(file)))
+            })
         };
         match read {
             Ok(current) => return Ok(Some(current)),
-            Err(e) => tracing::warn!(snapshot = %path.display(), error = %e, "passing over an unreadable snapshot"),
+            Err(e) if unreadable(&e) => {
+                tracing::warn!(snapshot = %path.display(), error = %e, "passing over an unreadable snapshot")
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(None)
@@ -407,6 +476,8 @@ pub(crate) fn verify_checksum(path: &Path) -> Result<(), StorageError> {
 }
 
 /// Replaces the state machine with the content of a verified snapshot file.
+/// Callers hold the store's snapshot lock (but at start, when nothing else
+/// runs).
 ///
 /// Crash safety: the first synced batch clears the state machine and records
 /// the file being installed; the last synced batch sets `last_applied` and
@@ -531,7 +602,10 @@ mod tests {
         assert_eq!(listed(&store), [name_of(&checkpoint)]);
         let path = checkpoint.join(CHECKPOINT_FILE);
         assert!(!path.exists(), "no file before anyone reads it");
-        assert_eq!(current(&store).unwrap(), Some((meta.clone(), Stored::Checkpoint(checkpoint.clone()))));
+        assert!(
+            matches!(current(&store).unwrap(), Some((m, Stored::Checkpoint(c))) if m == meta && c == checkpoint),
+            "the checkpoint is the current snapshot"
+        );
 
         let file = checkpoint_file(&checkpoint).unwrap();
         let written = fs::metadata(&path).unwrap().ino();
@@ -547,23 +621,64 @@ mod tests {
     }
 
     /// A send that streams a checkpoint a newer snapshot removes meanwhile
-    /// still reads all of it.
+    /// still streams all of it, from table files opened before.
     #[tokio::test]
     async fn a_checkpoint_removed_while_it_is_streamed_is_still_sent_whole() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let mut sm = store.state_machine().await.unwrap();
-        sm.apply_batch(vec![put(1, "a"), put(2, "b")]).await.unwrap();
-        let (_, checkpoint) = build(&store).unwrap();
+        // Table files of their own for each batch: more than RocksDB opens
+        // by itself when it opens a database.
+        for index in 1..=8 {
+            sm.apply_batch(vec![put(index, &format!("q{index}"))]).await.unwrap();
+            for name in [CF_RECORDS, CF_HISTORY, CF_REQUESTS] {
+                store.db.flush_cf(store.cf(name)).unwrap();
+            }
+        }
+        let (meta, checkpoint) = build(&store).unwrap();
         let db = open_checkpoint(&checkpoint, true).unwrap();
-        // As a newer build does, while `db` is open.
+        // As a newer build does, while the send has it open.
         remove_snapshot(&checkpoint).unwrap();
-        assert!(listed(&store).is_empty(), "{:?}", listed(&store));
-        let records = db.iterator_cf_opt(family(&db, CF_RECORDS).unwrap(), total_order(), IteratorMode::Start);
-        assert_eq!(records.count(), 2);
-        // And a send that finds it gone fails, it does not fall back to
-        // anything else.
+        assert!(!checkpoint.exists());
+        let (mut file, written) = stream(&db, &store.snapshot_dir()).unwrap();
+        verify_checksum(written.path()).unwrap();
+        let path = written.path().to_path_buf();
+        assert_eq!(read_header(&mut BufReader::new(File::open(&path).unwrap()), &path).unwrap(), meta);
+        file.seek(std::io::SeekFrom::Start(0)).unwrap();
+        let items = items_of(file, &path);
+        for name in [CF_RECORDS, CF_HISTORY] {
+            assert_eq!(items.iter().filter(|i| i.0 == name).count(), 8, "{name}: {items:?}");
+        }
+        for index in 1..=8 {
+            let id = format!("q{index}").into_bytes();
+            assert!(items.iter().any(|i| i.0 == CF_REQUESTS && i.1 == id), "request id {index}: {items:?}");
+        }
+        drop(written);
+        assert!(!path.exists(), "the temporary name goes with its guard");
+        // A send that finds the checkpoint gone fails; it falls back to
+        // nothing else.
         assert!(checkpoint_file(&checkpoint).is_err());
+    }
+
+    /// A build waits for whoever holds the snapshot lock (an install, the
+    /// choice of the current snapshot).
+    #[tokio::test]
+    async fn a_build_waits_for_the_snapshot_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        store.state_machine().await.unwrap().apply_batch(vec![put(1, "a")]).await.unwrap();
+        let held = store.snapshot_lock.lock().unwrap();
+        let building = {
+            let store = store.clone();
+            std::thread::spawn(move || build(&store).map(|(meta, _)| meta))
+        };
+        // Not a timing claim: whatever the wait, nothing may be built while
+        // the lock is held.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(listed(&store).is_empty(), "built under a held lock: {:?}", listed(&store));
+        drop(held);
+        let built = building.join().unwrap().unwrap();
+        assert_eq!(built.last_log_id.map(|l| l.index), Some(1));
     }
 
     /// An installed snapshot replaces the checkpoints, and what a crash
@@ -579,19 +694,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         store.state_machine().await.unwrap().apply_batch(vec![put(1, "z")]).await.unwrap();
-        let (own, _) = build(&store).unwrap();
+        build(&store).unwrap();
         let received = accept_received(&store, &sent, checkpoint_file(&checkpoint).unwrap()).unwrap();
         assert_eq!(install(&store, &received).unwrap(), sent);
         assert_eq!(listed(&store), [name_of(&received)], "the checkpoint is gone");
-        assert_eq!(current(&store).unwrap(), Some((sent.clone(), Stored::File(received.clone()))));
+        let file = match current(&store).unwrap() {
+            Some((m, Stored::File(file))) if m == sent => file,
+            other => panic!("the installed file is the current snapshot: {other:?}"),
+        };
+        assert_eq!(file.metadata().unwrap().ino(), fs::metadata(&received).unwrap().ino());
 
         // A newer checkpoint whose metadata is damaged, and leftovers.
-        drop(own);
         let damaged = store.snapshot_dir().join("snap-99999999999999999999-0000000001-000000000000000000000000.ckpt");
         fs::create_dir_all(damaged.join(CHECKPOINT_DB)).unwrap();
         fs::write(damaged.join(CHECKPOINT_META), b"garbage").unwrap();
         fs::create_dir_all(store.snapshot_dir().join("building-1.tmp").join(CHECKPOINT_DB)).unwrap();
         fs::write(store.snapshot_dir().join("sending-1.tmp"), b"half").unwrap();
+        fs::create_dir_all(store.snapshot_dir().join("snap-1.removing.tmp").join(CHECKPOINT_DB)).unwrap();
         assert_eq!(current(&store).unwrap().map(|(m, _)| m), Some(sent.clone()), "the damaged one is passed over");
         drop(store);
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();

@@ -430,11 +430,11 @@ impl SnapshotData {
         }
     }
 
-    fn stored(stored: snapshot::Stored) -> std::io::Result<Self> {
-        Ok(Self(match stored {
-            snapshot::Stored::File(path) => Content::File(std::fs::File::open(path)?.into()),
+    fn stored(stored: snapshot::Stored) -> Self {
+        Self(match stored {
+            snapshot::Stored::File(file) => Content::File(file.into()),
             snapshot::Stored::Checkpoint(dir) => Content::Checkpoint(dir),
-        }))
+        })
     }
 }
 
@@ -527,7 +527,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let store = self.store.clone();
         let current = blocking(move || snapshot::current(&store)).await?;
         match current {
-            Some((meta, stored)) => Ok(Some(Snapshot { meta, snapshot: SnapshotData::stored(stored)? })),
+            Some((meta, stored)) => Ok(Some(Snapshot { meta, snapshot: SnapshotData::stored(stored) })),
             None => Ok(None),
         }
     }

@@ -1,6 +1,6 @@
 //! Encryption at rest as an attacker with the disks would see it: no record
 //! id or value appears in any file a node writes (RocksDB files, WAL,
-//! snapshots, logs), and a node given the wrong master key refuses to start
+//! snapshots and the files they are sent as, logs), and a node given the wrong master key refuses to start
 //! without changing a byte of its data dir.
 
 use std::collections::BTreeMap;
@@ -50,7 +50,11 @@ async fn marker_hits(plaintext: bool) -> anyhow::Result<(usize, usize)> {
     };
     let mut cluster = ProcessCluster::configure(&holdfast(), dir.path(), &specs, None, options)?;
     cluster.start_all()?;
-    cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+    // A follower misses the writes, so that it is sent a snapshot: the
+    // file streamed from the leader's checkpoint is searched too.
+    let lagging = specs.iter().map(|s| s.id).find(|id| *id != leader).expect("a follower");
+    cluster.stop(lagging).await?;
     let client = cluster.client_builder().timeout(Duration::from_secs(5)).build()?;
     let marker = format!("QXMARKER{}", holdfast_client::new_request_id().replace('-', ""));
     for i in 0..120 {
@@ -58,11 +62,21 @@ async fn marker_hits(plaintext: bool) -> anyhow::Result<(usize, usize)> {
         let value = format!("{{\"name\":\"{marker}-value-{i}\"}}");
         client.put("population", &id, value, WriteOptions::default()).await?;
     }
+    cluster.start(lagging)?;
+    let snapshots = cluster.node(lagging).expect("configured").data_dir.join("snapshots");
+    let received = || std::fs::read_dir(&snapshots).into_iter().flatten().flatten().map(|e| e.path());
+    holdfast_testkit::wait_until("the lagging node to receive a snapshot", Duration::from_secs(60), || {
+        let found = received().any(|p| p.extension().is_some_and(|e| e == "snap"));
+        async move { found.then_some(()) }
+    })
+    .await?;
     cluster.stop_all().await?;
     let files = node_files(dir.path());
-    // Snapshots are checkpoints: table files under `snapshots/*.ckpt/`.
-    let in_snapshot = |p: &Path| p.ancestors().any(|a| a.extension().is_some_and(|e| e == "ckpt"));
-    assert!(files.keys().any(|p| in_snapshot(p)), "snapshots were taken");
+    // Snapshots are checkpoints (table files under `snapshots/*.ckpt/`),
+    // streamed into a file when sent.
+    let in_checkpoint = |p: &Path| p.ancestors().any(|a| a.extension().is_some_and(|e| e == "ckpt"));
+    assert!(files.keys().any(|p| in_checkpoint(p)), "snapshots were taken");
+    assert!(files.keys().any(|p| p.extension().is_some_and(|e| e == "snap")), "a snapshot was sent");
     assert!(files.keys().any(|p| p.extension().is_some_and(|e| e == "log")), "logs are searched too");
     let hex_marker = hex::encode(marker.as_bytes());
     let raw = files.values().map(|b| count(b, marker.as_bytes())).sum();
