@@ -19,7 +19,7 @@ pub enum StorageError {
     CorruptValue(&'static str),
     #[error("data directory {path}: {reason}")]
     Format { path: String, reason: String },
-    #[error("snapshot file {path} is invalid: {reason}")]
+    #[error("snapshot {path} is invalid: {reason}")]
     BadSnapshot { path: String, reason: String },
     #[error("storage task failed: {0}")]
     Task(String),

@@ -129,11 +129,11 @@ fn snapshot_tag(name: &str) -> Result<u8, StorageError> {
 /// Builds, installs and the choice of the current snapshot take the
 /// store's snapshot lock (openraft builds in a task of its own, beside
 /// installs and sends): a checkpoint never catches an install half done,
-/// and neither removes the snapshot the other just made or found. Sends
-/// take no lock: they read through open files (see [`checkpoint_file`]).
-/// The lock is held for the whole build (about a second under load, most
-/// of it the flush); a send asking for the current snapshot meanwhile
-/// waits for it.
+/// and an install never loses its file to a build. Sends take no lock
+/// (see [`checkpoint_file`]). The lock is held for the whole build (about
+/// a second under load, most of it the flush): Raft asking for the current
+/// snapshot meanwhile (to send it) waits, and its state machine worker,
+/// which asks, applies nothing until then.
 pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageError> {
     let _only = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
     if store.db.get_cf(store.cf(CF_SM_META), META_INSTALLING)?.is_some() {
@@ -147,7 +147,7 @@ pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageErr
     // RocksDB syncs the checkpoint's files and its directory; the entry
     // naming it is synced below.
     Checkpoint::new(&store.db)?.create_checkpoint(staging.join(CHECKPOINT_DB))?;
-    let meta = checkpoint_meta(&open_checkpoint(&staging, false)?)?;
+    let meta = applied_meta(&open_checkpoint(&staging, false)?)?;
     let mut meta_file = File::create(staging.join(CHECKPOINT_META))?;
     meta_file.write_all(&encode(&meta).map_err(StorageError::corrupt("snapshot meta"))?)?;
     meta_file.sync_all()?;
@@ -181,8 +181,8 @@ fn family<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, Stora
     db.cf_handle(name).ok_or_else(|| StorageError::Task(format!("the checkpoint has no {name} family")))
 }
 
-/// The last applied log id and membership a checkpoint holds.
-fn checkpoint_meta(db: &DB) -> Result<SnapshotMeta, StorageError> {
+/// The last applied log id and membership a checkpoint's database holds.
+fn applied_meta(db: &DB) -> Result<SnapshotMeta, StorageError> {
     let sm_meta = family(db, CF_SM_META)?;
     let last_applied: Option<LogId> = match db.get_cf(sm_meta, META_LAST_APPLIED)? {
         Some(b) => decode(&b).map_err(StorageError::corrupt("last applied"))?,
@@ -212,8 +212,9 @@ fn read_checkpoint_meta(checkpoint: &Path) -> Result<SnapshotMeta, StorageError>
 pub(crate) fn checkpoint_file(checkpoint: &Path) -> Result<File, StorageError> {
     let path = checkpoint.join(CHECKPOINT_FILE);
     match File::open(&path) {
-        // Kept by this build of holdfast, or one writing the same format.
-        Ok(mut file) if read_header(&mut BufReader::new(&file), &path).is_ok() => {
+        // Kept by a holdfast writing the same format, and intact.
+        Ok(file) if read_header(&mut BufReader::new(&file), &path).is_ok() && verify_checksum(&path).is_ok() => {
+            let mut file = file;
             file.seek(std::io::SeekFrom::Start(0))?;
             return Ok(file);
         }
@@ -261,8 +262,8 @@ impl Drop for Written {
 /// temporary name in `dir`, and returns it open (read and write) with the
 /// guard of its name.
 fn stream(db: &DB, dir: &Path) -> Result<(File, Written), StorageError> {
-    let meta = checkpoint_meta(db)?;
-    let tmp_path = dir.join(format!("sending-{}.tmp", now_nanos()));
+    let meta = applied_meta(db)?;
+    let tmp_path = dir.join(format!("sending-{}-{:016x}.tmp", now_nanos(), rand::random::<u64>()));
     let file = fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp_path)?;
     let written = Written(Some(tmp_path));
     let mut out = HashingWriter { inner: BufWriter::with_capacity(BUFFER_BYTES, file), hasher: Sha256::new() };
@@ -292,8 +293,8 @@ fn is_snapshot_entry(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "snap" || e == "tmp" || e == CHECKPOINT_EXTENSION)
 }
 
-/// Removes every snapshot and leftover in `dir` but `keep`, and but a
-/// file a send is streaming into (`sending-*.tmp`; see [`remove_leftovers`]).
+/// Removes every snapshot and leftover in `dir` except `keep` and any file
+/// a send is streaming into (`sending-*.tmp`; see [`remove_leftovers`]).
 /// Best effort: what cannot be removed now is logged; the next snapshot
 /// tries again (and the next start, for `.tmp` entries).
 fn remove_other_snapshots(dir: &Path, keep: &Path) {
@@ -324,6 +325,9 @@ fn remove_snapshot(path: &Path) -> std::io::Result<()> {
     } else {
         let trash = path.with_extension("removing.tmp");
         fs::rename(path, &trash)?;
+        if let Some(parent) = path.parent() {
+            File::open(parent)?.sync_all()?;
+        }
         trash
     };
     fs::remove_dir_all(trash)
@@ -344,7 +348,9 @@ pub(crate) fn remove_leftovers(dir: &Path) {
 }
 
 /// Where a snapshot's content is: a file (opened while the snapshot lock
-/// was held, so a build cannot remove it first), or a checkpoint directory.
+/// was held, so a build cannot remove it first), or a checkpoint directory
+/// (a build may remove it before a send opens it: that send fails, and
+/// Raft asks again for the newer one).
 #[derive(Debug)]
 pub(crate) enum Stored {
     File(File),
@@ -442,18 +448,21 @@ fn read_item(input: &mut impl Read, path: &Path) -> Result<Option<Item>, Storage
 }
 
 /// Copies a received snapshot into the snapshot directory under its final
-/// name, checking its checksum on the way, and returns the path.
+/// name, checking its checksum on the way, and returns the path; a copy
+/// that fails is removed. Callers hold the store's snapshot lock (a
+/// build's cleanup would take the copy's temporary name).
 pub(crate) fn accept_received(store: &Store, meta: &SnapshotMeta, mut received: File) -> Result<PathBuf, StorageError> {
     received.seek(std::io::SeekFrom::Start(0))?;
     let dir = store.snapshot_dir();
     let final_path = dir.join(snapshot_name(meta, "snap"));
-    let tmp_path = final_path.with_extension("tmp");
-    let mut out = BufWriter::with_capacity(BUFFER_BYTES, File::create(&tmp_path)?);
+    let written = Written(Some(final_path.with_extension("tmp")));
+    let mut out = BufWriter::with_capacity(BUFFER_BYTES, File::create(written.path())?);
     std::io::copy(&mut BufReader::with_capacity(BUFFER_BYTES, received), &mut out)?;
     let file = out.into_inner().map_err(|e| StorageError::Io(e.into_error()))?;
     file.sync_all()?;
-    verify_checksum(&tmp_path)?;
-    fs::rename(&tmp_path, &final_path)?;
+    verify_checksum(written.path())?;
+    fs::rename(written.path(), &final_path)?;
+    written.kept();
     fsync_dir(&dir)?;
     Ok(final_path)
 }
@@ -668,13 +677,19 @@ mod tests {
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         store.state_machine().await.unwrap().apply_batch(vec![put(1, "a")]).await.unwrap();
         let held = store.snapshot_lock.lock().unwrap();
+        let (started, start) = std::sync::mpsc::channel();
         let building = {
             let store = store.clone();
-            std::thread::spawn(move || build(&store).map(|(meta, _)| meta))
+            std::thread::spawn(move || {
+                started.send(()).unwrap();
+                build(&store).map(|(meta, _)| meta)
+            })
         };
-        // Not a timing claim: whatever the wait, nothing may be built while
-        // the lock is held.
+        start.recv().unwrap();
+        // Not a timing claim: however long the build is given, it must not
+        // finish, nor write anything, while the lock is held.
         std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!building.is_finished(), "a build finished under a held lock");
         assert!(listed(&store).is_empty(), "built under a held lock: {:?}", listed(&store));
         drop(held);
         let built = building.join().unwrap().unwrap();
@@ -709,12 +724,56 @@ mod tests {
         fs::create_dir_all(damaged.join(CHECKPOINT_DB)).unwrap();
         fs::write(damaged.join(CHECKPOINT_META), b"garbage").unwrap();
         fs::create_dir_all(store.snapshot_dir().join("building-1.tmp").join(CHECKPOINT_DB)).unwrap();
-        fs::write(store.snapshot_dir().join("sending-1.tmp"), b"half").unwrap();
+        fs::write(store.snapshot_dir().join("sending-1-0.tmp"), b"half").unwrap();
         fs::create_dir_all(store.snapshot_dir().join("snap-1.removing.tmp").join(CHECKPOINT_DB)).unwrap();
         assert_eq!(current(&store).unwrap().map(|(m, _)| m), Some(sent.clone()), "the damaged one is passed over");
         drop(store);
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         assert_eq!(listed(&store), [name_of(&received), name_of(&damaged)], "only the leftovers go");
+    }
+
+    /// No snapshot is built while an install is unfinished (its file must
+    /// stay for the next start), and a build spares the file a send is
+    /// streaming into.
+    #[tokio::test]
+    async fn builds_spare_unfinished_installs_and_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        store.state_machine().await.unwrap().apply_batch(vec![put(1, "a")]).await.unwrap();
+        let sending = store.snapshot_dir().join("sending-1-0.tmp");
+        fs::write(&sending, b"half").unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(store.cf(CF_SM_META), META_INSTALLING, b"snap-x.snap");
+        store.write_synced(batch).unwrap();
+        let refused = build(&store).unwrap_err().to_string();
+        assert!(refused.contains("install is unfinished"), "{refused}");
+        assert_eq!(listed(&store), [name_of(&sending)]);
+
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(store.cf(CF_SM_META), META_INSTALLING);
+        store.write_synced(batch).unwrap();
+        let (_, checkpoint) = build(&store).unwrap();
+        assert_eq!(listed(&store), [name_of(&sending), name_of(&checkpoint)]);
+    }
+
+    /// A kept snapshot file that no longer checks out is streamed again.
+    #[tokio::test]
+    async fn a_damaged_kept_file_is_streamed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        store.state_machine().await.unwrap().apply_batch(vec![put(1, "a")]).await.unwrap();
+        let (_, checkpoint) = build(&store).unwrap();
+        drop(checkpoint_file(&checkpoint).unwrap());
+        let path = checkpoint.join(CHECKPOINT_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(verify_checksum(&path).is_err());
+        let damaged = fs::metadata(&path).unwrap().ino();
+        drop(checkpoint_file(&checkpoint).unwrap());
+        assert_ne!(fs::metadata(&path).unwrap().ino(), damaged, "streamed again");
+        verify_checksum(&path).unwrap();
     }
 
     /// Compaction of the live database forgets request ids after a
