@@ -287,10 +287,9 @@ fn stream(db: &DB, dir: &Path) -> Result<(File, Written), StorageError> {
     Ok((file, written))
 }
 
-/// Whether `path` in the snapshot directory is a snapshot (file or
-/// checkpoint) or what is left of an unfinished one.
-fn is_snapshot_entry(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "snap" || e == "tmp" || e == CHECKPOINT_EXTENSION)
+/// Whether `path` ends in one of `extensions`.
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
+    path.extension().is_some_and(|e| extensions.iter().any(|x| e == *x))
 }
 
 /// Removes every snapshot and leftover in `dir` except `keep` and any file
@@ -298,16 +297,30 @@ fn is_snapshot_entry(path: &Path) -> bool {
 /// Best effort: what cannot be removed now is logged; the next snapshot
 /// tries again (and the next start, for `.tmp` entries).
 fn remove_other_snapshots(dir: &Path, keep: &Path) {
+    remove_entries(dir, "an old snapshot", |path| {
+        let sending = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sending-"));
+        path != keep && !sending && has_extension(path, &["snap", "tmp", CHECKPOINT_EXTENSION])
+    });
+}
+
+/// Removes what a crash left of unfinished snapshots (`.tmp` entries):
+/// a half-built checkpoint, a file half-streamed or half-received.
+pub(crate) fn remove_leftovers(dir: &Path) {
+    remove_entries(dir, "an unfinished snapshot", |path| has_extension(path, &["tmp"]));
+}
+
+/// Removes the entries of `dir` that `chosen` picks (see
+/// [`remove_snapshot`]), logging what cannot be listed or removed.
+fn remove_entries(dir: &Path, what: &str, chosen: impl Fn(&Path) -> bool) {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) => return tracing::warn!(dir = %dir.display(), error = %e, "cannot list old snapshots"),
+        Err(e) => return tracing::warn!(dir = %dir.display(), error = %e, "cannot list snapshots"),
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let sending = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sending-"));
-        if path != keep && !sending && is_snapshot_entry(&path) {
+        if chosen(&path) {
             if let Err(e) = remove_snapshot(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove an old snapshot");
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove {what}");
             }
         }
     }
@@ -320,7 +333,7 @@ fn remove_snapshot(path: &Path) -> std::io::Result<()> {
     if !path.is_dir() {
         return fs::remove_file(path);
     }
-    let trash = if path.extension().is_some_and(|e| e == "tmp") {
+    let trash = if has_extension(path, &["tmp"]) {
         path.to_path_buf()
     } else {
         let trash = path.with_extension("removing.tmp");
@@ -331,20 +344,6 @@ fn remove_snapshot(path: &Path) -> std::io::Result<()> {
         trash
     };
     fs::remove_dir_all(trash)
-}
-
-/// Removes what a crash left of unfinished snapshots (`.tmp` entries):
-/// a half-built checkpoint, a file half-streamed or half-received.
-pub(crate) fn remove_leftovers(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "tmp") {
-            if let Err(e) = remove_snapshot(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove an unfinished snapshot");
-            }
-        }
-    }
 }
 
 /// Where a snapshot's content is: a file (opened while the snapshot lock
@@ -374,7 +373,7 @@ pub(crate) fn current(store: &Store) -> Result<Option<(SnapshotMeta, Stored)>, S
     let mut found: Vec<(String, PathBuf)> = Vec::new();
     for entry in fs::read_dir(store.snapshot_dir())? {
         let path = entry?.path();
-        let complete = path.extension().is_some_and(|e| e == "snap" || e == CHECKPOINT_EXTENSION);
+        let complete = has_extension(&path, &["snap", CHECKPOINT_EXTENSION]);
         if let (true, Some(stem)) = (complete, path.file_stem()) {
             found.push((stem.to_string_lossy().into_owned(), path));
         }
@@ -382,12 +381,12 @@ pub(crate) fn current(store: &Store) -> Result<Option<(SnapshotMeta, Stored)>, S
     // Names sort by index, then term, then when the snapshot was made.
     found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     for (_, path) in found {
-        let read = if path.extension().is_some_and(|e| e == CHECKPOINT_EXTENSION) {
+        let read = if has_extension(&path, &[CHECKPOINT_EXTENSION]) {
             read_checkpoint_meta(&path).map(|meta| (meta, Stored::Checkpoint(path.clone())))
         } else {
-            File::open(&path).map_err(StorageError::from).and_then(|mut file| {
+            // Read past its header: whoever reads it rewinds it first.
+            File::open(&path).map_err(StorageError::from).and_then(|file| {
                 let meta = read_header(&mut BufReader::new(&file), &path)?;
-                file.seek(std::io::SeekFrom::Start(0))?;
                 Ok((meta, Stored::File(file)))
             })
         };
@@ -445,6 +444,19 @@ fn read_item(input: &mut impl Read, path: &Path) -> Result<Option<Item>, Storage
     let key = read_chunk(input, path, "key")?;
     let value = read_chunk(input, path, "value")?;
     Ok(Some((name, key, value)))
+}
+
+/// Installs a snapshot received from a leader (see [`accept_received`] and
+/// [`install`]) under the store's snapshot lock, and returns the metadata
+/// its file names and the file's path.
+pub(crate) fn install_received(
+    store: &Store,
+    meta: &SnapshotMeta,
+    received: File,
+) -> Result<(SnapshotMeta, PathBuf), StorageError> {
+    let _only = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let path = accept_received(store, meta, received)?;
+    Ok((install(store, &path)?, path))
 }
 
 /// Copies a received snapshot into the snapshot directory under its final

@@ -503,9 +503,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let received = snapshot.into_file().await?.into_std().await;
         let meta_in = meta.clone();
         let installed = blocking(move || {
-            let _only = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
-            let path = snapshot::accept_received(&store, &meta_in, received)?;
-            let installed = snapshot::install(&store, &path)?;
+            let (installed, path) = snapshot::install_received(&store, &meta_in, received)?;
             if installed != meta_in {
                 return Err(StorageError::BadSnapshot {
                     path: path.display().to_string(),
