@@ -37,9 +37,11 @@ pub struct Store {
     /// Live [`PromptApplySyncs`] guards: while any live, applies sync at
     /// once (see [`Store::sync_soon`]).
     prompt_apply_syncs: Arc<AtomicUsize>,
-    /// Taken by whatever builds, installs or removes snapshots, or picks
-    /// the current one (see `snapshot.rs`).
-    pub(crate) snapshot_lock: Arc<Mutex<()>>,
+    /// Taken by whatever installs or removes snapshots, or picks the
+    /// current one, and by a build before and after its checkpoint (see
+    /// `snapshot.rs`); it guards the number of installs begun since the
+    /// store opened.
+    pub(crate) snapshot_lock: Arc<Mutex<u64>>,
 }
 
 /// While it lives, applies sync at once rather than hold their syncs for

@@ -126,37 +126,59 @@ fn snapshot_tag(name: &str) -> Result<u8, StorageError> {
 /// immutable, so compaction of the live database (request ids it forgets,
 /// versions it drops) never changes it.
 ///
-/// Builds, installs and the choice of the current snapshot take the
+/// Installs, removals and the choice of the current snapshot take the
 /// store's snapshot lock (openraft builds in a task of its own, beside
-/// installs and sends): a checkpoint never catches an install half done,
-/// and an install never loses its file to a build. Sends take no lock
-/// (see [`checkpoint_file`]). The lock is held for the whole build (about
-/// a second under load, most of it the flush): Raft asking for the current
-/// snapshot meanwhile (to send it) waits, and its state machine worker,
-/// which asks, applies nothing until then.
-pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, PathBuf), StorageError> {
-    let _only = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
-    if store.db.get_cf(store.cf(CF_SM_META), META_INSTALLING)?.is_some() {
-        // An install failed half way: the state is neither the old nor the
-        // new one, and the file it resumes from at the next start must stay.
-        return Err(StorageError::Task("a snapshot install is unfinished; no snapshot is built".into()));
-    }
+/// installs and sends); a build takes it only before and after its
+/// checkpoint (about a second under load, most of it the flush), so that
+/// Raft asking for the current snapshot meanwhile (to send it) is not
+/// kept waiting, nor the state machine worker that asks. An install that
+/// began meanwhile wins: the checkpoint may hold part of it, and the
+/// installed snapshot is newer than anything the build could offer, so
+/// the checkpoint is dropped and the installed snapshot returned. Sends
+/// take no lock (see [`checkpoint_file`]).
+pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, Stored), StorageError> {
+    build_with(store, || {})
+}
+
+/// [`build`], calling `checkpointed` once the checkpoint is taken, before
+/// the lock is taken again (tests run installs there).
+fn build_with(store: &Store, checkpointed: impl FnOnce()) -> Result<(SnapshotMeta, Stored), StorageError> {
+    let installs_before = {
+        let installs = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if store.db.get_cf(store.cf(CF_SM_META), META_INSTALLING)?.is_some() {
+            // An install failed half way: the state is neither the old nor
+            // the new one, and the file it resumes from at the next start
+            // must stay.
+            return Err(StorageError::Task("a snapshot install is unfinished; no snapshot is built".into()));
+        }
+        *installs
+    };
     let dir = store.snapshot_dir();
-    let staging = dir.join(format!("building-{}.tmp", now_nanos()));
-    fs::create_dir(&staging)?;
+    let staging = Written(Some(dir.join(format!("building-{}.tmp", now_nanos()))));
+    fs::create_dir(staging.path())?;
     // RocksDB syncs the checkpoint's files and its directory; the entry
     // naming it is synced below.
-    Checkpoint::new(&store.db)?.create_checkpoint(staging.join(CHECKPOINT_DB))?;
-    let meta = applied_meta(&open_checkpoint(&staging, false)?)?;
-    let mut meta_file = File::create(staging.join(CHECKPOINT_META))?;
+    Checkpoint::new(&store.db)?.create_checkpoint(staging.path().join(CHECKPOINT_DB))?;
+    let meta = applied_meta(&open_checkpoint(staging.path(), false)?)?;
+    let mut meta_file = File::create(staging.path().join(CHECKPOINT_META))?;
     meta_file.write_all(&encode(&meta).map_err(StorageError::corrupt("snapshot meta"))?)?;
     meta_file.sync_all()?;
-    fsync_dir(&staging)?;
+    fsync_dir(staging.path())?;
+    checkpointed();
+
+    let installs = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
+    if *installs != installs_before {
+        drop(staging);
+        let installed = newest(store)?;
+        tracing::info!("a snapshot was installed while one was built; the installed one stands");
+        return installed.ok_or_else(|| StorageError::Task("a snapshot was installed, and none is found".into()));
+    }
     let final_dir = dir.join(snapshot_name(&meta, CHECKPOINT_EXTENSION));
-    fs::rename(&staging, &final_dir)?;
+    fs::rename(staging.path(), &final_dir)?;
+    staging.kept();
     fsync_dir(&dir)?;
     remove_other_snapshots(&dir, &final_dir);
-    Ok((meta, final_dir))
+    Ok((meta, Stored::Checkpoint(final_dir)))
 }
 
 /// Opens a checkpoint snapshot's database, read-only. With `pin_files`
@@ -235,8 +257,9 @@ pub(crate) fn checkpoint_file(checkpoint: &Path) -> Result<File, StorageError> {
     Ok(file)
 }
 
-/// A file being written under a temporary name, removed when dropped
-/// unless [`Written::kept`]: an error half way leaves nothing behind.
+/// A file or directory being written under a temporary name, removed
+/// when dropped unless [`Written::kept`]: an error half way leaves nothing
+/// behind (or, if the removal fails, a `.tmp` entry for the next start).
 struct Written(Option<PathBuf>);
 
 impl Written {
@@ -244,7 +267,7 @@ impl Written {
         self.0.as_deref().unwrap_or(Path::new(""))
     }
 
-    /// The file took another name: nothing to remove.
+    /// It took another name: nothing to remove.
     fn kept(mut self) {
         self.0 = None;
     }
@@ -253,7 +276,10 @@ impl Written {
 impl Drop for Written {
     fn drop(&mut self) {
         if let Some(path) = self.0.take() {
-            let _ = fs::remove_file(path);
+            let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            if let Err(e) = removed {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an unfinished snapshot");
+            }
         }
     }
 }
@@ -292,14 +318,19 @@ fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     path.extension().is_some_and(|e| extensions.iter().any(|x| e == *x))
 }
 
-/// Removes every snapshot and leftover in `dir` except `keep` and any file
-/// a send is streaming into (`sending-*.tmp`; see [`remove_leftovers`]).
-/// Best effort: what cannot be removed now is logged; the next snapshot
-/// tries again (and the next start, for `.tmp` entries).
+/// Removes every snapshot and leftover in `dir` except `keep`, any file a
+/// send is streaming into (`sending-*.tmp`) and any checkpoint a build is
+/// taking (`building-*.tmp`; both remove their own, and
+/// [`remove_leftovers`] what a crash left). Best effort: what cannot be
+/// removed now is logged; the next snapshot tries again (and the next
+/// start, for `.tmp` entries).
 fn remove_other_snapshots(dir: &Path, keep: &Path) {
     remove_entries(dir, "an old snapshot", |path| {
-        let sending = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sending-"));
-        path != keep && !sending && has_extension(path, &["snap", "tmp", CHECKPOINT_EXTENSION])
+        let busy = path.file_name().is_some_and(|n| {
+            let name = n.to_string_lossy();
+            name.starts_with("sending-") || name.starts_with("building-")
+        });
+        path != keep && !busy && has_extension(path, &["snap", "tmp", CHECKPOINT_EXTENSION])
     });
 }
 
@@ -370,6 +401,11 @@ fn unreadable(e: &StorageError) -> bool {
 /// one that is damaged or gone is logged and passed over.
 pub(crate) fn current(store: &Store) -> Result<Option<(SnapshotMeta, Stored)>, StorageError> {
     let _only = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
+    newest(store)
+}
+
+/// [`current`], for callers that hold the snapshot lock.
+fn newest(store: &Store) -> Result<Option<(SnapshotMeta, Stored)>, StorageError> {
     let mut found: Vec<(String, PathBuf)> = Vec::new();
     for entry in fs::read_dir(store.snapshot_dir())? {
         let path = entry?.path();
@@ -454,7 +490,10 @@ pub(crate) fn install_received(
     meta: &SnapshotMeta,
     received: File,
 ) -> Result<(SnapshotMeta, PathBuf), StorageError> {
-    let _only = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut installs = store.snapshot_lock.lock().unwrap_or_else(|e| e.into_inner());
+    // Counted before anything changes: a build whose checkpoint overlaps
+    // this install drops it.
+    *installs += 1;
     let path = accept_received(store, meta, received)?;
     Ok((install(store, &path)?, path))
 }
@@ -587,6 +626,18 @@ mod tests {
         items
     }
 
+    /// Builds a snapshot, which must be a checkpoint.
+    fn built(store: &Store) -> (SnapshotMeta, PathBuf) {
+        checkpoint_of(build(store).unwrap())
+    }
+
+    fn checkpoint_of(built: (SnapshotMeta, Stored)) -> (SnapshotMeta, PathBuf) {
+        match built {
+            (meta, Stored::Checkpoint(dir)) => (meta, dir),
+            other => panic!("not a checkpoint: {other:?}"),
+        }
+    }
+
     /// Every snapshot family is written once, and `history` before
     /// `records`, so an install never shows a record head before its version.
     #[tokio::test]
@@ -600,7 +651,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         store.state_machine().await.unwrap().apply_batch(vec![put(1, "a"), put(2, "b")]).await.unwrap();
-        let (_, checkpoint) = build(&store).unwrap();
+        let (_, checkpoint) = built(&store);
         let path = checkpoint.join(CHECKPOINT_FILE);
         let tags: Vec<&str> = items_of(checkpoint_file(&checkpoint).unwrap(), &path).into_iter().map(|i| i.0).collect();
         let first = |name| tags.iter().position(|t| *t == name).unwrap_or_else(|| panic!("no {name} in {tags:?}"));
@@ -618,7 +669,7 @@ mod tests {
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         let mut sm = store.state_machine().await.unwrap();
         sm.apply_batch(vec![put(1, "a")]).await.unwrap();
-        let (meta, checkpoint) = build(&store).unwrap();
+        let (meta, checkpoint) = built(&store);
         assert_eq!(meta.last_log_id.map(|l| l.index), Some(1));
         assert_eq!(listed(&store), [name_of(&checkpoint)]);
         let path = checkpoint.join(CHECKPOINT_FILE);
@@ -635,7 +686,7 @@ mod tests {
         assert_eq!(read_header(&mut BufReader::new(file), &path).unwrap(), meta);
 
         sm.apply_batch(vec![put(2, "b")]).await.unwrap();
-        let (newer, newer_dir) = build(&store).unwrap();
+        let (newer, newer_dir) = built(&store);
         assert_eq!(newer.last_log_id.map(|l| l.index), Some(2));
         assert_eq!(listed(&store), [name_of(&newer_dir)]);
         assert_eq!(current(&store).unwrap().map(|(m, _)| m), Some(newer));
@@ -656,7 +707,7 @@ mod tests {
                 store.db.flush_cf(store.cf(name)).unwrap();
             }
         }
-        let (meta, checkpoint) = build(&store).unwrap();
+        let (meta, checkpoint) = built(&store);
         let db = open_checkpoint(&checkpoint, true).unwrap();
         // As a newer build does, while the send has it open.
         remove_snapshot(&checkpoint).unwrap();
@@ -708,6 +759,58 @@ mod tests {
         assert_eq!(built.last_log_id.map(|l| l.index), Some(1));
     }
 
+    /// A build holds the snapshot lock only around its checkpoint: the
+    /// current snapshot is there for a send while the checkpoint is taken.
+    #[tokio::test]
+    async fn the_current_snapshot_is_there_while_a_build_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        let mut sm = store.state_machine().await.unwrap();
+        sm.apply_batch(vec![put(1, "a")]).await.unwrap();
+        let (first, _) = built(&store);
+        sm.apply_batch(vec![put(2, "b")]).await.unwrap();
+        let (answered, answer) = std::sync::mpsc::channel();
+        let built = build_with(&store, || {
+            let store = store.clone();
+            std::thread::spawn(move || answered.send(current(&store).map(|c| c.map(|(m, _)| m))));
+            let asked = answer.recv_timeout(std::time::Duration::from_secs(10));
+            assert_eq!(asked.expect("current() waited for a build's checkpoint").unwrap(), Some(first));
+        });
+        let (newer, _) = checkpoint_of(built.unwrap());
+        assert_eq!(newer.last_log_id.map(|l| l.index), Some(2));
+    }
+
+    /// An install that runs while a build takes its checkpoint wins: the
+    /// checkpoint (which may hold part of the install) is dropped, and the
+    /// build answers with the installed snapshot.
+    #[tokio::test]
+    async fn an_install_during_a_build_wins() {
+        let source_dir = tempfile::tempdir().unwrap();
+        let source = Store::open(source_dir.path(), &StoreOptions::small()).unwrap();
+        source.state_machine().await.unwrap().apply_batch(vec![put(1, "a"), put(2, "b"), put(3, "c")]).await.unwrap();
+        let (sent, sent_dir) = built(&source);
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
+        store.state_machine().await.unwrap().apply_batch(vec![put(1, "z")]).await.unwrap();
+        let mut received = None;
+        let (meta, stored) = build_with(&store, || {
+            let (installed, path) = install_received(&store, &sent, checkpoint_file(&sent_dir).unwrap()).unwrap();
+            assert_eq!(installed, sent);
+            assert!(
+                listed(&store).iter().any(|n| n.starts_with("building-")),
+                "an install spares a build's checkpoint"
+            );
+            received = Some(path);
+        })
+        .unwrap();
+        let received = received.unwrap();
+        assert_eq!(meta, sent, "the installed snapshot stands");
+        assert!(matches!(stored, Stored::File(_)), "{stored:?}");
+        assert_eq!(listed(&store), [name_of(&received)], "the build's checkpoint is gone, the installed file stays");
+        assert_eq!(current(&store).unwrap().map(|(m, _)| m), Some(sent));
+    }
+
     /// An installed snapshot replaces the checkpoints, and what a crash
     /// left of unfinished snapshots goes at the next start; a snapshot
     /// whose metadata does not read is passed over.
@@ -716,12 +819,12 @@ mod tests {
         let source_dir = tempfile::tempdir().unwrap();
         let source = Store::open(source_dir.path(), &StoreOptions::small()).unwrap();
         source.state_machine().await.unwrap().apply_batch(vec![put(1, "a"), put(2, "b")]).await.unwrap();
-        let (sent, checkpoint) = build(&source).unwrap();
+        let (sent, checkpoint) = built(&source);
 
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         store.state_machine().await.unwrap().apply_batch(vec![put(1, "z")]).await.unwrap();
-        build(&store).unwrap();
+        built(&store);
         let received = accept_received(&store, &sent, checkpoint_file(&checkpoint).unwrap()).unwrap();
         assert_eq!(install(&store, &received).unwrap(), sent);
         assert_eq!(listed(&store), [name_of(&received)], "the checkpoint is gone");
@@ -764,7 +867,7 @@ mod tests {
         let mut batch = WriteBatch::default();
         batch.delete_cf(store.cf(CF_SM_META), META_INSTALLING);
         store.write_synced(batch).unwrap();
-        let (_, checkpoint) = build(&store).unwrap();
+        let (_, checkpoint) = built(&store);
         assert_eq!(listed(&store), [name_of(&sending), name_of(&checkpoint)]);
     }
 
@@ -774,7 +877,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap();
         store.state_machine().await.unwrap().apply_batch(vec![put(1, "a")]).await.unwrap();
-        let (_, checkpoint) = build(&store).unwrap();
+        let (_, checkpoint) = built(&store);
         drop(checkpoint_file(&checkpoint).unwrap());
         let path = checkpoint.join(CHECKPOINT_FILE);
         let mut bytes = fs::read(&path).unwrap();
@@ -796,7 +899,7 @@ mod tests {
         let store = Store::open(dir.path(), &StoreOptions::small()).unwrap().remember_requests(2);
         let mut sm = store.state_machine().await.unwrap();
         sm.apply_batch(vec![put(1, "q1"), put(2, "q2")]).await.unwrap();
-        let (_, checkpoint) = build(&store).unwrap();
+        let (_, checkpoint) = built(&store);
         sm.apply_batch(vec![put(3, "q3"), put(4, "q4"), put(5, "q5")]).await.unwrap();
         let cf = store.cf(CF_REQUESTS);
         store.db.flush_cf(cf).unwrap();

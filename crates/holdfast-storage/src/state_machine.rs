@@ -449,9 +449,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, RaftStorageError> {
         let store = self.store.clone();
-        let (meta, dir) = blocking(move || snapshot::build(&store)).await?;
-        tracing::info!(snapshot = %dir.display(), "built snapshot (a checkpoint)");
-        Ok(Snapshot { meta, snapshot: SnapshotData(Content::Checkpoint(dir)) })
+        let (meta, stored) = blocking(move || snapshot::build(&store)).await?;
+        if let snapshot::Stored::Checkpoint(dir) = &stored {
+            tracing::info!(snapshot = %dir.display(), "built snapshot (a checkpoint)");
+        }
+        Ok(Snapshot { meta, snapshot: SnapshotData::stored(stored) })
     }
 }
 
