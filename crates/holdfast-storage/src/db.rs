@@ -37,10 +37,11 @@ pub struct Store {
     /// Live [`PromptApplySyncs`] guards: while any live, applies sync at
     /// once (see [`Store::sync_soon`]).
     prompt_apply_syncs: Arc<AtomicUsize>,
-    /// Taken by whatever installs or removes snapshots, or picks the
-    /// current one, and by a build before and after its checkpoint (see
-    /// `snapshot.rs`); it guards the number of installs begun since the
-    /// store opened.
+    /// Taken by installs, by the removal of old snapshots and the choice
+    /// of the current one, and by a build before and after its
+    /// checkpoint (see `snapshot.rs`; a build or a send removes its own
+    /// unfinished entry without it); it guards the number of installs of
+    /// received snapshots begun since the store opened.
     pub(crate) snapshot_lock: Arc<Mutex<u64>>,
 }
 

@@ -130,12 +130,14 @@ fn snapshot_tag(name: &str) -> Result<u8, StorageError> {
 /// store's snapshot lock (openraft builds in a task of its own, beside
 /// installs and sends); a build takes it only before and after its
 /// checkpoint (about a second under load, most of it the flush), so that
-/// Raft asking for the current snapshot meanwhile (to send it) is not
-/// kept waiting, nor the state machine worker that asks. An install that
+/// Raft asking for the current snapshot meanwhile (to send it), and the
+/// state machine worker that asks, wait only for the short steps around
+/// it (the rename, and the removal of older snapshots). An install that
 /// began meanwhile wins: the checkpoint may hold part of it, and the
-/// installed snapshot is newer than anything the build could offer, so
-/// the checkpoint is dropped and the installed snapshot returned. Sends
-/// take no lock (see [`checkpoint_file`]).
+/// installed snapshot is at least as new as any state the checkpoint is
+/// known to be consistent with, so the checkpoint is dropped and the
+/// installed snapshot returned. Sends take no lock (see
+/// [`checkpoint_file`]).
 pub(crate) fn build(store: &Store) -> Result<(SnapshotMeta, Stored), StorageError> {
     build_with(store, || {})
 }
@@ -154,8 +156,10 @@ fn build_with(store: &Store, checkpointed: impl FnOnce()) -> Result<(SnapshotMet
         *installs
     };
     let dir = store.snapshot_dir();
-    let staging = Written(Some(dir.join(format!("building-{}.tmp", now_nanos()))));
-    fs::create_dir(staging.path())?;
+    let staging_dir = dir.join(format!("building-{}.tmp", now_nanos()));
+    fs::create_dir(&staging_dir)?;
+    // Armed only once the directory is this build's own.
+    let staging = Written(Some(staging_dir));
     // RocksDB syncs the checkpoint's files and its directory; the entry
     // naming it is synced below.
     Checkpoint::new(&store.db)?.create_checkpoint(staging.path().join(CHECKPOINT_DB))?;
@@ -379,7 +383,7 @@ fn remove_snapshot(path: &Path) -> std::io::Result<()> {
 
 /// Where a snapshot's content is: a file (opened while the snapshot lock
 /// was held, so a build cannot remove it first), or a checkpoint directory
-/// (a build may remove it before a send opens it: that send fails, and
+/// (a build or an install may remove it before a send opens it: that send fails, and
 /// Raft asks again for the newer one).
 #[derive(Debug)]
 pub(crate) enum Stored {
